@@ -1,0 +1,131 @@
+//! Random identifiers and secrets shaped like AWS's: account ids, `AIDA…` user ids, `AKIA…` /
+//! `ASIA…` access key ids, 40-character secrets and request ids. All randomness comes from
+//! aws-lc's DRBG (already in the tree for TLS and JWT).
+
+use base64::Engine as _;
+use zeroize::Zeroizing;
+
+/// The host's random source failed; nothing random can be made.
+#[derive(Clone, Copy, Debug, thiserror::Error)]
+#[error("the system random number generator failed")]
+pub struct RandomError;
+
+/// Upper-case RFC 4648 base32 alphabet: the characters of AWS key and user ids.
+const ID_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// `N` random bytes.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
+    let mut buf = [0u8; N];
+    aws_lc_rs::rand::fill(&mut buf).map_err(|_| RandomError)?;
+    Ok(buf)
+}
+
+/// `len` characters of [`ID_ALPHABET`]; 256 is a multiple of 32, so `b % 32` is uniform.
+fn random_id_chars(len: usize) -> Result<String, RandomError> {
+    let mut buf = vec![0u8; len];
+    aws_lc_rs::rand::fill(&mut buf).map_err(|_| RandomError)?;
+    Ok(buf
+        .iter()
+        // `b % 32` is always a valid index of the 32-byte alphabet.
+        .map(|b| char::from(ID_ALPHABET.get(usize::from(b % 32)).copied().unwrap_or(b'A')))
+        .collect())
+}
+
+/// A long-term (`AKIA`) or session (`ASIA`) access key id: the prefix and 16 characters.
+pub fn access_key_id(prefix: &str) -> Result<String, RandomError> {
+    Ok(format!("{prefix}{}", random_id_chars(16)?))
+}
+
+/// An IAM user id: `AIDA` and 17 characters (21 in all, as AWS's).
+pub fn user_id() -> Result<String, RandomError> {
+    Ok(format!("AIDA{}", random_id_chars(17)?))
+}
+
+/// A 40-character secret access key from 30 random bytes (base64, no padding needed).
+pub fn secret_access_key() -> Result<Zeroizing<String>, RandomError> {
+    let bytes = Zeroizing::new(random_bytes::<30>()?);
+    Ok(Zeroizing::new(
+        base64::engine::general_purpose::STANDARD.encode(bytes.as_slice()),
+    ))
+}
+
+/// A 12-digit account id without a leading zero (scripts read it as a number).
+pub fn account_id() -> Result<String, RandomError> {
+    let mut digits = String::with_capacity(12);
+    while digits.len() < 12 {
+        for b in random_bytes::<16>()? {
+            // Rejection sampling keeps the digits uniform: 250 is a multiple of 10.
+            if b >= 250 || (digits.is_empty() && b % 10 == 0) {
+                continue;
+            }
+            if digits.len() < 12 {
+                digits.push(char::from(b'0' + b % 10));
+            }
+        }
+    }
+    Ok(digits)
+}
+
+/// A UUID v4 request id. Falls back to a counter-based id if the random source fails, since a
+/// request id needs to be unique, not secret.
+pub fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static FALLBACK: AtomicU64 = AtomicU64::new(0);
+    let mut b = random_bytes::<16>().unwrap_or_else(|_| {
+        let n = FALLBACK.fetch_add(1, Ordering::Relaxed);
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&n.to_be_bytes());
+        b
+    });
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    // `h` is 32 ASCII hex characters, so every range below is in bounds.
+    #[allow(clippy::indexing_slicing)]
+    let id = format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    );
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_match_aws() {
+        let akid = access_key_id("AKIA").unwrap();
+        assert_eq!(akid.len(), 20);
+        assert!(akid.starts_with("AKIA"));
+        assert!(akid.bytes().all(|b| ID_ALPHABET.contains(&b)));
+        let uid = user_id().unwrap();
+        assert_eq!(uid.len(), 21);
+        assert!(uid.starts_with("AIDA"));
+        let secret = secret_access_key().unwrap();
+        assert_eq!(secret.len(), 40);
+        assert!(
+            secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        );
+        let acct = account_id().unwrap();
+        assert_eq!(acct.len(), 12);
+        assert!(acct.bytes().all(|b| b.is_ascii_digit()));
+        assert!(!acct.starts_with('0'));
+    }
+
+    #[test]
+    fn request_ids_are_uuid_v4() {
+        let a = request_id();
+        let b = request_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.as_bytes()[14], b'4');
+        assert!(matches!(a.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
+    }
+}

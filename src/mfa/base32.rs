@@ -1,0 +1,211 @@
+//! RFC 4648 §6 base32, the alphabet TOTP seeds travel in.
+//!
+//! The encoder is strict (uppercase, no padding), which is what authenticator apps, the
+//! Key Uri Format and AWS's `Base32StringSeed` use. The decoder is lenient in the ways
+//! humans and vendor seed files differ (any letter case, spaces between groups, trailing
+//! `=` padding) and strict about everything else, so that one seed has exactly one meaning:
+//! an impossible length or non-zero leftover bits are errors rather than silently dropped.
+//!
+//! Errors give positions, never the offending text: the input is a secret.
+
+use thiserror::Error;
+
+/// Why a base32 text was refused. Positions count characters from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Base32Error {
+    /// A character outside `A-Z`, `a-z`, `2-7`, space and `=`.
+    #[error("invalid base32 character at position {position}")]
+    InvalidCharacter {
+        /// Index of the character in the input.
+        position: usize,
+    },
+    /// A base32 symbol after `=` padding had started.
+    #[error("base32 data after padding at position {position}")]
+    DataAfterPadding {
+        /// Index of the character in the input.
+        position: usize,
+    },
+    /// A symbol count that no byte string encodes to (1, 3 or 6 modulo 8).
+    #[error("invalid base32 length: {symbols} symbols")]
+    InvalidLength {
+        /// Number of base32 symbols, spaces and padding excluded.
+        symbols: usize,
+    },
+    /// The last symbol carries bits beyond the final byte that are not zero.
+    #[error("non-canonical base32: trailing bits are not zero")]
+    NonZeroTrailingBits,
+}
+
+/// Encodes `bytes` as uppercase base32 without padding.
+pub fn encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
+    let mut acc: u32 = 0;
+    let mut bits: u32 = 0;
+    for &byte in bytes {
+        acc = (acc << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(symbol(acc >> bits));
+        }
+        // Keep only the bits not yet emitted so `acc` never overflows.
+        acc &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        out.push(symbol(acc << (5 - bits)));
+    }
+    out
+}
+
+/// Decodes base32 in any letter case, ignoring spaces and trailing `=` padding.
+pub fn decode(text: &str) -> Result<Vec<u8>, Base32Error> {
+    let mut out = Vec::with_capacity(text.len() * 5 / 8);
+    let mut acc: u32 = 0;
+    let mut bits: u32 = 0;
+    let mut symbols: usize = 0;
+    let mut in_padding = false;
+    for (position, ch) in text.chars().enumerate() {
+        match ch {
+            ' ' => {}
+            '=' => in_padding = true,
+            _ => {
+                let value = value_of(ch).ok_or(Base32Error::InvalidCharacter { position })?;
+                if in_padding {
+                    return Err(Base32Error::DataAfterPadding { position });
+                }
+                symbols += 1;
+                acc = (acc << 5) | u32::from(value);
+                bits += 5;
+                if bits >= 8 {
+                    bits -= 8;
+                    // Truncation is the point: the low 8 bits above `bits` are the byte.
+                    out.push(((acc >> bits) & 0xff) as u8);
+                    acc &= (1 << bits) - 1;
+                }
+            }
+        }
+    }
+    if matches!(symbols % 8, 1 | 3 | 6) {
+        return Err(Base32Error::InvalidLength { symbols });
+    }
+    if acc != 0 {
+        return Err(Base32Error::NonZeroTrailingBits);
+    }
+    Ok(out)
+}
+
+/// The symbol for the low five bits of `value`.
+fn symbol(value: u32) -> char {
+    // Masked to 0..=31, so the narrowing below is lossless and the additions stay in ASCII.
+    let v = (value & 0x1f) as u8;
+    if v < 26 {
+        char::from(b'A' + v)
+    } else {
+        char::from(b'2' + (v - 26))
+    }
+}
+
+/// The five-bit value of a base32 symbol, in either case.
+fn value_of(ch: char) -> Option<u8> {
+    let byte = u8::try_from(ch).ok()?;
+    match byte {
+        b'A'..=b'Z' => Some(byte - b'A'),
+        b'a'..=b'z' => Some(byte - b'a'),
+        b'2'..=b'7' => Some(byte - b'2' + 26),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 4648 §10 test vectors, with the padding the encoder omits removed.
+    const RFC4648_VECTORS: [(&str, &str); 7] = [
+        ("", ""),
+        ("f", "MY======"),
+        ("fo", "MZXQ===="),
+        ("foo", "MZXW6==="),
+        ("foob", "MZXW6YQ="),
+        ("fooba", "MZXW6YTB"),
+        ("foobar", "MZXW6YTBOI======"),
+    ];
+
+    #[test]
+    fn encodes_rfc4648_vectors_unpadded() {
+        for (plain, padded) in RFC4648_VECTORS {
+            assert_eq!(
+                encode(plain.as_bytes()),
+                padded.trim_end_matches('='),
+                "{plain:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn decodes_rfc4648_vectors_padded_and_unpadded() {
+        for (plain, padded) in RFC4648_VECTORS {
+            assert_eq!(decode(padded).unwrap(), plain.as_bytes(), "{padded:?}");
+            let unpadded = padded.trim_end_matches('=');
+            assert_eq!(decode(unpadded).unwrap(), plain.as_bytes(), "{unpadded:?}");
+        }
+    }
+
+    #[test]
+    fn decode_is_lenient_about_case_and_spaces() {
+        assert_eq!(decode("mzxw 6ytb oi").unwrap(), b"foobar");
+        assert_eq!(decode("MzXw6YtBoI======").unwrap(), b"foobar");
+        assert_eq!(decode("  MZXW6YTB  ").unwrap(), b"fooba");
+    }
+
+    #[test]
+    fn decode_refuses_other_characters() {
+        assert_eq!(
+            decode("MZXW1YTB"),
+            Err(Base32Error::InvalidCharacter { position: 4 })
+        );
+        assert_eq!(
+            decode("MZXW-YTB"),
+            Err(Base32Error::InvalidCharacter { position: 4 })
+        );
+        assert_eq!(
+            decode("MZXW\tYTB"),
+            Err(Base32Error::InvalidCharacter { position: 4 })
+        );
+        assert_eq!(
+            decode("MZXWÉYTB"),
+            Err(Base32Error::InvalidCharacter { position: 4 })
+        );
+        assert_eq!(
+            decode("MZ=XW6YTB"),
+            Err(Base32Error::DataAfterPadding { position: 3 })
+        );
+    }
+
+    #[test]
+    fn decode_refuses_impossible_lengths_and_stray_bits() {
+        assert_eq!(decode("M"), Err(Base32Error::InvalidLength { symbols: 1 }));
+        assert_eq!(
+            decode("MZX"),
+            Err(Base32Error::InvalidLength { symbols: 3 })
+        );
+        assert_eq!(
+            decode("MZXW6Y"),
+            Err(Base32Error::InvalidLength { symbols: 6 })
+        );
+        // "MY" is "f"; "MZ" sets a bit past the end of that byte.
+        assert_eq!(decode("MZ"), Err(Base32Error::NonZeroTrailingBits));
+    }
+
+    #[test]
+    fn round_trips_every_length_and_byte() {
+        let data: Vec<u8> = (0..=255u8).collect();
+        for len in 0..=data.len() {
+            let slice = &data[..len];
+            assert_eq!(decode(&encode(slice)).unwrap(), slice);
+        }
+        let aws_sized_seed = [0xa5u8; 40];
+        assert_eq!(encode(&aws_sized_seed).len(), 64);
+    }
+}

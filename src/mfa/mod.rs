@@ -1,0 +1,34 @@
+//! MFA primitives: everything needed to check a TOTP code, and nothing that does IO.
+//!
+//! The broker's promise is that a session credential is only issued after a *real* TOTP code
+//! was checked (RFC 6238, HMAC-SHA1, 6 digits, 30 s), that a code is never accepted twice,
+//! that guessing is throttled, and that devices are provisioned through an `otpauth://` QR
+//! code. Those rules live here as pure, synchronous, clock-free building blocks so that they
+//! can be tested with known-answer vectors and injected time, and so that the request path
+//! decides the order in which they are applied:
+//!
+//! ```text
+//! throttle.check(device, now)?                      // locked: refuse, even a correct code
+//! code  = TokenCode::parse(param)?                  // exactly six ASCII digits
+//! step  = key.find_step_after(code, step_at(now) + drift, 1, replay.last_accepted(device))
+//! ok    = step.is_some_and(|s| replay.try_advance(device, s))   // one-time use, atomic
+//! if ok { throttle.record_success(device) } else { throttle.record_failure(device, now) }
+//! ```
+//!
+//! - [`base32`]: RFC 4648 base32 for seeds (strict encoder, lenient decoder).
+//! - [`totp`]: HOTP/TOTP written on `hmac` + `sha1` so that the window, the drift and the
+//!   matched step are ours to control; constant-time code comparison.
+//! - [`replay`]: the RFC 6238 §5.2 "accept each OTP once" rule as a compare-and-set of the
+//!   last accepted step per device.
+//! - [`throttle`]: a per-device soft lock with exponential back-off against guessing.
+//! - [`qr`]: the Key Uri Format `otpauth://` URI and a QR code PNG for it, written by a small
+//!   hand-made 1-bit PNG encoder.
+//!
+//! Nothing here reads the system clock, touches the network or the disk, or is async.
+
+pub mod base32;
+mod bilevel_png;
+pub mod qr;
+pub mod replay;
+pub mod throttle;
+pub mod totp;

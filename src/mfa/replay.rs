@@ -1,0 +1,223 @@
+//! One-time use of TOTP codes (RFC 6238 §5.2): "the verifier MUST NOT accept the second
+//! attempt of the OTP after the successful validation has been issued for the first OTP".
+//!
+//! A code is identified by the time step it matched, and steps only move forward, so the
+//! whole state per device is one number: the last accepted step. A step is accepted only if
+//! it is strictly later, and the check and the update are one atomic compare-and-set, so
+//! when several requests race with the same code exactly one wins. Accepting a step also
+//! retires every earlier step of the window, which is what makes "reuse is rejected" hold
+//! for codes that were never themselves submitted.
+//!
+//! The trait lets a shared implementation (e.g. Redis, for several broker nodes) replace the
+//! in-memory default without the request path changing.
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+
+/// The per-device record of the last accepted TOTP step.
+pub trait ReplayGuard: Send + Sync {
+    /// Atomically accept `step` for `device` only if it is later than the last accepted
+    /// step; true = this caller won.
+    fn try_advance(&self, device: &str, step: i64) -> bool;
+
+    /// The last accepted step for `device`, if any.
+    fn last_accepted(&self, device: &str) -> Option<i64>;
+
+    /// Raises the last accepted step for `device` to at least `last_step` (an atomic max):
+    /// when loading the durable record at start-up and whenever a device row is re-read. It
+    /// never lowers the record, so a re-read of a row whose newest step is not committed yet
+    /// cannot reopen that step. (Enable and Resync only ever move the step forward.)
+    fn seed(&self, device: &str, last_step: i64);
+
+    /// Drops the record for `device` (device deactivated or deleted).
+    fn forget(&self, device: &str);
+}
+
+/// The default [`ReplayGuard`]: a concurrent map from device serial to last accepted step.
+///
+/// Keys are inserted by [`try_advance`](ReplayGuard::try_advance) and
+/// [`seed`](ReplayGuard::seed) and are never evicted, so callers must only pass serials of
+/// registered devices (never raw request input before the device lookup succeeded); memory
+/// is then bounded by the number of devices, one small entry each.
+#[derive(Debug, Default)]
+pub struct InMemoryReplayGuard {
+    last_steps: DashMap<String, i64>,
+}
+
+impl InMemoryReplayGuard {
+    /// An empty guard.
+    pub fn new() -> InMemoryReplayGuard {
+        InMemoryReplayGuard::default()
+    }
+
+    /// An empty guard sized for `devices` entries, to avoid rehashing while loading.
+    pub fn with_capacity(devices: usize) -> InMemoryReplayGuard {
+        InMemoryReplayGuard {
+            last_steps: DashMap::with_capacity(devices),
+        }
+    }
+
+    /// Number of devices with a record.
+    pub fn len(&self) -> usize {
+        self.last_steps.len()
+    }
+
+    /// True if no device has a record.
+    pub fn is_empty(&self) -> bool {
+        self.last_steps.is_empty()
+    }
+}
+
+/// The compare-and-set itself, run while the caller holds the entry's shard lock.
+fn advance(last: &mut i64, step: i64) -> bool {
+    if step > *last {
+        *last = step;
+        true
+    } else {
+        false
+    }
+}
+
+impl ReplayGuard for InMemoryReplayGuard {
+    fn try_advance(&self, device: &str, step: i64) -> bool {
+        // Fast path for known devices: no key allocation. The write guard is dropped at the
+        // end of this statement, before the map is touched again.
+        if let Some(mut last) = self.last_steps.get_mut(device) {
+            return advance(&mut last, step);
+        }
+        // First accepted step for this device. Another caller may have inserted it since the
+        // lookup above; `entry` decides under the shard lock either way.
+        match self.last_steps.entry(device.to_owned()) {
+            Entry::Occupied(mut occupied) => advance(occupied.get_mut(), step),
+            Entry::Vacant(vacant) => {
+                vacant.insert(step);
+                true
+            }
+        }
+    }
+
+    fn last_accepted(&self, device: &str) -> Option<i64> {
+        self.last_steps.get(device).map(|last| *last)
+    }
+
+    fn seed(&self, device: &str, last_step: i64) {
+        match self.last_steps.entry(device.to_owned()) {
+            Entry::Occupied(mut occupied) => {
+                let last = occupied.get_mut();
+                *last = (*last).max(last_step);
+            }
+            Entry::Vacant(vacant) => {
+                vacant.insert(last_step);
+            }
+        }
+    }
+
+    fn forget(&self, device: &str) {
+        self.last_steps.remove(device);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const DEVICE: &str = "arn:aws:iam::123456789012:mfa/alice";
+
+    #[test]
+    fn same_step_is_accepted_once() {
+        let guard = InMemoryReplayGuard::new();
+        assert_eq!(guard.last_accepted(DEVICE), None);
+        assert!(guard.try_advance(DEVICE, 100));
+        assert!(!guard.try_advance(DEVICE, 100));
+        assert!(!guard.try_advance(DEVICE, 100));
+        assert_eq!(guard.last_accepted(DEVICE), Some(100));
+    }
+
+    #[test]
+    fn older_steps_are_refused_and_later_ones_accepted() {
+        let guard = InMemoryReplayGuard::new();
+        assert!(guard.try_advance(DEVICE, 100));
+        assert!(!guard.try_advance(DEVICE, 99));
+        assert!(!guard.try_advance(DEVICE, -5));
+        assert!(guard.try_advance(DEVICE, 101));
+        assert!(!guard.try_advance(DEVICE, 100));
+        assert!(guard.try_advance(DEVICE, 250));
+        assert_eq!(guard.last_accepted(DEVICE), Some(250));
+    }
+
+    #[test]
+    fn devices_are_independent() {
+        let guard = InMemoryReplayGuard::new();
+        assert!(guard.try_advance("GAHT12345678", 7));
+        assert!(guard.try_advance("GAHT87654321", 7));
+        assert!(!guard.try_advance("GAHT12345678", 7));
+        assert_eq!(guard.len(), 2);
+    }
+
+    #[test]
+    fn seed_only_raises_and_forget_removes() {
+        let guard = InMemoryReplayGuard::with_capacity(4);
+        assert!(guard.is_empty());
+        guard.seed(DEVICE, 500);
+        assert!(!guard.try_advance(DEVICE, 500));
+        // A stale re-read of the durable record must not reopen accepted steps.
+        guard.seed(DEVICE, 300);
+        assert_eq!(guard.last_accepted(DEVICE), Some(500));
+        assert!(!guard.try_advance(DEVICE, 301));
+        guard.seed(DEVICE, 600);
+        assert_eq!(guard.last_accepted(DEVICE), Some(600));
+        assert!(guard.try_advance(DEVICE, 601));
+        guard.forget(DEVICE);
+        assert_eq!(guard.last_accepted(DEVICE), None);
+        assert!(guard.is_empty());
+    }
+
+    #[test]
+    fn racing_threads_have_exactly_one_winner() {
+        const THREADS: usize = 16;
+        const ROUNDS: i64 = 300;
+        let guard = InMemoryReplayGuard::new();
+        let barrier = Barrier::new(THREADS);
+        for round in 0..ROUNDS {
+            // Half the rounds race a device's very first step (the insertion path), half
+            // race an existing one (the fast path).
+            let device = if round % 2 == 0 {
+                format!("dev-{round}")
+            } else {
+                DEVICE.to_owned()
+            };
+            let winners = AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                for _ in 0..THREADS {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        if guard.try_advance(&device, round) {
+                            winners.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+            });
+            assert_eq!(winners.into_inner(), 1, "round {round}");
+            assert_eq!(guard.last_accepted(&device), Some(round));
+        }
+    }
+
+    #[test]
+    fn racing_different_steps_leaves_the_maximum() {
+        const THREADS: i64 = 16;
+        let guard = InMemoryReplayGuard::new();
+        let barrier = Barrier::new(THREADS as usize);
+        std::thread::scope(|scope| {
+            for step in 0..THREADS {
+                let (guard, barrier) = (&guard, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    guard.try_advance(DEVICE, step);
+                });
+            }
+        });
+        assert_eq!(guard.last_accepted(DEVICE), Some(THREADS - 1));
+    }
+}

@@ -1,0 +1,600 @@
+//! HOTP (RFC 4226) and TOTP (RFC 6238) with HMAC-SHA1, written on `hmac` + `sha1`.
+//!
+//! We do not use a TOTP crate because the broker needs what those crates hide: the step a
+//! code matched (for replay protection), searches around a drifted centre (for resync), two
+//! consecutive codes (for `EnableMFADevice`/`ResyncMFADevice`), and a search that costs the
+//! same whether or not, and wherever, a code matches.
+//!
+//! A [`TotpKey`] holds an HMAC already keyed with the seed; each computation clones that
+//! state instead of re-keying, so verifying against a window costs one SHA-1 compression
+//! pair per step.
+
+use core::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha1::Sha1;
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
+use thiserror::Error;
+use zeroize::Zeroize;
+
+use super::base32::{self, Base32Error};
+
+/// Length of one TOTP time step (RFC 6238 X), in seconds.
+pub const STEP_SECONDS: i64 = 30;
+
+/// Number of digits in a token code.
+pub const CODE_DIGITS: u32 = 6;
+
+/// Shortest seed accepted, in bytes. RFC 4226 §4 asks for 128 bits and recommends 160, but
+/// hardware tokens in the field ship 80-bit (10-byte) seeds, and the broker must accept them.
+/// Seeds the broker mints itself should be 20 bytes or more (AWS uses 40).
+pub const MIN_SEED_BYTES: usize = 10;
+
+/// Longest seed accepted, in bytes: one SHA-1 block. HMAC hashes longer keys down to 20
+/// bytes first, so they add nothing but a way to store garbage.
+pub const MAX_SEED_BYTES: usize = 64;
+
+/// Modulus for six-digit codes.
+const CODE_MODULUS: u32 = 1_000_000;
+
+/// The TOTP step containing `unix_secs` (floor division, so times before 1970 round down).
+pub fn step_at(unix_secs: i64) -> i64 {
+    unix_secs.div_euclid(STEP_SECONDS)
+}
+
+/// A six-digit one-time code, as typed by the user or computed from a key.
+///
+/// Only [`TokenCode::parse`] and [`TotpKey::code`] make one, so the value is always below
+/// 1,000,000. Equality is constant-time. `Debug` is redacted and there is no `Display`: codes
+/// are secrets while they are valid, and must not reach logs.
+#[derive(Clone, Copy)]
+pub struct TokenCode(u32);
+
+impl TokenCode {
+    /// Parses exactly six ASCII digits: no sign, no whitespace, no other Unicode digits.
+    pub fn parse(text: &str) -> Option<TokenCode> {
+        let bytes = text.as_bytes();
+        if bytes.len() != CODE_DIGITS as usize || !bytes.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let value = bytes
+            .iter()
+            .fold(0u32, |acc, &digit| acc * 10 + u32::from(digit - b'0'));
+        Some(TokenCode(value))
+    }
+
+    /// The code as the six digits a device would show, leading zeros included.
+    ///
+    /// This is the secret itself: for sending it (tests, clients), never for logging.
+    pub fn to_digits(&self) -> String {
+        format!("{:06}", self.0)
+    }
+}
+
+impl ConstantTimeEq for TokenCode {
+    fn ct_eq(&self, other: &Self) -> Choice {
+        self.0.ct_eq(&other.0)
+    }
+}
+
+impl PartialEq for TokenCode {
+    fn eq(&self, other: &Self) -> bool {
+        self.ct_eq(other).into()
+    }
+}
+
+impl Eq for TokenCode {}
+
+impl fmt::Debug for TokenCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenCode(******)")
+    }
+}
+
+/// Why a seed could not become a [`TotpKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum TotpError {
+    /// The seed has no bytes.
+    #[error("TOTP seed is empty")]
+    EmptySeed,
+    /// The seed is shorter than [`MIN_SEED_BYTES`].
+    #[error("TOTP seed is {len} bytes; at least {MIN_SEED_BYTES} are required")]
+    SeedTooShort {
+        /// Length of the refused seed.
+        len: usize,
+    },
+    /// The seed is longer than [`MAX_SEED_BYTES`].
+    #[error("TOTP seed is {len} bytes; at most {MAX_SEED_BYTES} are accepted")]
+    SeedTooLong {
+        /// Length of the refused seed.
+        len: usize,
+    },
+    /// The seed text is not valid base32.
+    #[error("TOTP seed is not valid base32: {0}")]
+    Base32(#[from] Base32Error),
+    /// The HMAC implementation refused the key. HMAC accepts keys of any length, so this is
+    /// unreachable; it exists so that key setup has no panic path.
+    #[error("HMAC-SHA1 refused the TOTP key")]
+    KeyRejected,
+}
+
+/// A device's TOTP secret, ready to compute and check codes.
+///
+/// Holds only an HMAC-SHA1 state keyed with the seed, never the seed itself. That state is
+/// equivalent to the key, so `Debug` is redacted. It is wiped on drop only when the `hmac`
+/// and `sha1` crates are built with their `zeroize` features.
+#[derive(Clone)]
+pub struct TotpKey {
+    keyed_mac: Hmac<Sha1>,
+}
+
+impl TotpKey {
+    /// Keys an HMAC-SHA1 with `seed`, which must be 10 to 64 bytes long.
+    pub fn new(seed: &[u8]) -> Result<TotpKey, TotpError> {
+        match seed.len() {
+            0 => Err(TotpError::EmptySeed),
+            len if len < MIN_SEED_BYTES => Err(TotpError::SeedTooShort { len }),
+            len if len > MAX_SEED_BYTES => Err(TotpError::SeedTooLong { len }),
+            _ => {
+                let keyed_mac = <Hmac<Sha1> as KeyInit>::new_from_slice(seed)
+                    .map_err(|_| TotpError::KeyRejected)?;
+                Ok(TotpKey { keyed_mac })
+            }
+        }
+    }
+
+    /// Decodes a base32 seed (see [`base32::decode`]) and keys it; the decoded bytes are
+    /// wiped before returning.
+    pub fn from_base32(seed: &str) -> Result<TotpKey, TotpError> {
+        let mut bytes = base32::decode(seed)?;
+        let key = TotpKey::new(&bytes);
+        bytes.zeroize();
+        key
+    }
+
+    /// The RFC 4226 HOTP value for `counter`, reduced to `digits` decimal digits.
+    ///
+    /// `digits` of 10 or more return the whole 31-bit truncated value, which is already below
+    /// 10^10.
+    pub fn hotp(&self, counter: u64, digits: u32) -> u32 {
+        let truncated = self.dynamic_truncation(counter);
+        match 10u32.checked_pow(digits) {
+            Some(modulus) => truncated % modulus,
+            None => truncated,
+        }
+    }
+
+    /// The six-digit TOTP code of time step `step`.
+    ///
+    /// Steps before 1970 (negative) are reinterpreted as two's-complement counters; a real
+    /// clock never produces them, but the function stays total.
+    pub fn code(&self, step: i64) -> TokenCode {
+        TokenCode(self.dynamic_truncation(step.cast_unsigned()) % CODE_MODULUS)
+    }
+
+    /// The step in `center_step - window ..= center_step + window` whose code is `code`.
+    ///
+    /// Every candidate step is computed and compared in constant time, with no early exit,
+    /// so timing reveals neither whether nor where the code matched. If several steps match
+    /// (two steps share a code with probability about 10^-6 per pair), the one closest to
+    /// `center_step` wins, and on equal distance the earlier one: devices lag more often
+    /// than they run ahead, and the earlier choice leaves later steps usable.
+    pub fn find_step(&self, code: TokenCode, center_step: i64, window: u32) -> Option<i64> {
+        self.find_step_after(code, center_step, window, None)
+    }
+
+    /// Like [`find_step`](Self::find_step), but only steps strictly later than
+    /// `last_accepted` are candidates.
+    ///
+    /// Pass the replay guard's last accepted step: if a fresh step happens to share its code
+    /// with an already consumed one, the fresh step is found instead of the consumed one
+    /// being picked and then refused. The replay guard must still make the final, atomic
+    /// decision.
+    pub fn find_step_after(
+        &self,
+        code: TokenCode,
+        center_step: i64,
+        window: u32,
+        last_accepted: Option<i64>,
+    ) -> Option<i64> {
+        let mut best = Best::new();
+        let (low, high) = window_bounds(center_step, window);
+        // Increasing order, which `Best` relies on for its tie-break.
+        for step in low..=high {
+            // Steps are public; only whether the code matches them is secret.
+            let eligible = Choice::from(u8::from(last_accepted.is_none_or(|last| step > last)));
+            let matches = self.code(step).ct_eq(&code) & eligible;
+            best.offer(step, center_step, matches);
+        }
+        best.into_option()
+    }
+
+    /// The step `s` of `first` such that `second` is the code of `s + 1`, with `s` in
+    /// `center_step - window ..= center_step + window`.
+    ///
+    /// For `EnableMFADevice` and `ResyncMFADevice`, which take two consecutive codes and a
+    /// wide window to learn how far the device's clock has drifted. The caller records
+    /// `s + 1` as the last accepted step and `s - center_step` as the drift. Matching and
+    /// tie-breaking are as in [`find_step`](Self::find_step).
+    pub fn find_consecutive(
+        &self,
+        first: TokenCode,
+        second: TokenCode,
+        center_step: i64,
+        window: u32,
+    ) -> Option<i64> {
+        let mut best = Best::new();
+        let mut previous: Option<(i64, Choice)> = None;
+        let (low, high) = window_bounds(center_step, window);
+        // One step past the window, so the last candidate's successor is computed too.
+        for step in low..=high.saturating_add(1) {
+            let code = self.code(step);
+            if let Some((prev_step, prev_matches_first)) = previous {
+                best.offer(
+                    prev_step,
+                    center_step,
+                    prev_matches_first & code.ct_eq(&second),
+                );
+            }
+            previous = Some((step, code.ct_eq(&first)));
+        }
+        best.into_option()
+    }
+
+    /// RFC 4226 §5.3: HMAC-SHA1 of the big-endian counter, dynamic truncation to 31 bits.
+    fn dynamic_truncation(&self, counter: u64) -> u32 {
+        let mut mac = self.keyed_mac.clone();
+        mac.update(&counter.to_be_bytes());
+        let digest = mac.finalize().into_bytes();
+        let offset = digest.last().map_or(0, |last| usize::from(last & 0x0f));
+        // SHA-1 output is 20 bytes and `offset` is at most 15, so four bytes always follow.
+        let word = digest
+            .iter()
+            .skip(offset)
+            .take(4)
+            .fold(0u32, |acc, &byte| (acc << 8) | u32::from(byte));
+        word & 0x7fff_ffff
+    }
+}
+
+impl fmt::Debug for TotpKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpKey").finish_non_exhaustive()
+    }
+}
+
+/// First and last step of `center - window ..= center + window`, clipped to `i64`.
+fn window_bounds(center: i64, window: u32) -> (i64, i64) {
+    let reach = i64::from(window);
+    (center.saturating_sub(reach), center.saturating_add(reach))
+}
+
+/// Constant-time "closest match to the centre, earlier on ties" selection.
+///
+/// Candidates are offered in increasing step order; a match replaces the current best only
+/// if it is strictly closer, so on equal distance the earlier step stays.
+struct Best {
+    found: Choice,
+    step: i64,
+    distance: u64,
+}
+
+impl Best {
+    fn new() -> Best {
+        Best {
+            found: Choice::from(0),
+            step: 0,
+            distance: u64::MAX,
+        }
+    }
+
+    fn offer(&mut self, step: i64, center: i64, matches: Choice) {
+        let distance = step.abs_diff(center);
+        let take = matches & distance.ct_lt(&self.distance);
+        self.step.conditional_assign(&step, take);
+        self.distance.conditional_assign(&distance, take);
+        self.found |= matches;
+    }
+
+    fn into_option(self) -> Option<i64> {
+        bool::from(self.found).then_some(self.step)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// The seed of RFC 4226 Appendix D and RFC 6238 Appendix B (SHA-1).
+    const RFC_SEED: &[u8] = b"12345678901234567890";
+
+    fn rfc_key() -> TotpKey {
+        TotpKey::new(RFC_SEED).unwrap()
+    }
+
+    fn code(text: &str) -> TokenCode {
+        TokenCode::parse(text).unwrap()
+    }
+
+    #[test]
+    fn hotp_matches_rfc4226_appendix_d() {
+        // (counter, truncated 31-bit value, 6-digit HOTP), RFC 4226 Appendix D.
+        let vectors: [(u64, u32, u32); 10] = [
+            (0, 1_284_755_224, 755_224),
+            (1, 1_094_287_082, 287_082),
+            (2, 137_359_152, 359_152),
+            (3, 1_726_969_429, 969_429),
+            (4, 1_640_338_314, 338_314),
+            (5, 868_254_676, 254_676),
+            (6, 1_918_287_922, 287_922),
+            (7, 82_162_583, 162_583),
+            (8, 673_399_871, 399_871),
+            (9, 645_520_489, 520_489),
+        ];
+        let key = rfc_key();
+        for (counter, truncated, hotp) in vectors {
+            assert_eq!(key.hotp(counter, 6), hotp, "counter {counter}");
+            assert_eq!(key.hotp(counter, 10), truncated, "counter {counter}");
+            assert_eq!(key.code(counter as i64).to_digits(), format!("{hotp:06}"));
+        }
+    }
+
+    #[test]
+    fn totp_matches_rfc6238_appendix_b_sha1() {
+        // (Unix time, 8-digit TOTP), RFC 6238 Appendix B, SHA-1 rows.
+        let vectors: [(i64, u32); 6] = [
+            (59, 94_287_082),
+            (1_111_111_109, 7_081_804),
+            (1_111_111_111, 14_050_471),
+            (1_234_567_890, 89_005_924),
+            (2_000_000_000, 69_279_037),
+            (20_000_000_000, 65_353_130),
+        ];
+        let key = rfc_key();
+        for (time, totp) in vectors {
+            let step = step_at(time);
+            assert_eq!(key.hotp(step as u64, 8), totp, "time {time}");
+            assert_eq!(key.code(step), TokenCode(totp % 1_000_000), "time {time}");
+        }
+        // The appendix's T column for the first and last rows.
+        assert_eq!(step_at(59), 1);
+        assert_eq!(step_at(20_000_000_000), 0x27BC_86AA);
+    }
+
+    #[test]
+    fn step_at_floors_including_before_the_epoch() {
+        assert_eq!(step_at(0), 0);
+        assert_eq!(step_at(29), 0);
+        assert_eq!(step_at(30), 1);
+        assert_eq!(step_at(-1), -1);
+        assert_eq!(step_at(-30), -1);
+        assert_eq!(step_at(-31), -2);
+        assert_eq!(step_at(i64::MIN), i64::MIN / 30 - 1);
+    }
+
+    #[test]
+    fn token_code_parses_exactly_six_ascii_digits() {
+        assert_eq!(code("000000").to_digits(), "000000");
+        assert_eq!(code("012345").to_digits(), "012345");
+        assert_eq!(code("999999").to_digits(), "999999");
+        for bad in [
+            "",
+            "12345",
+            "1234567",
+            "12a456",
+            " 12345",
+            "12345 ",
+            " 123456",
+            "+12345",
+            "-12345",
+            "１２３４５６",
+            "12３456",
+            "٠١٢٣٤٥",
+            "0x1234",
+        ] {
+            assert!(TokenCode::parse(bad).is_none(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        assert_eq!(format!("{:?}", code("123456")), "TokenCode(******)");
+        let key_debug = format!("{:?}", rfc_key());
+        assert_eq!(key_debug, "TotpKey { .. }");
+    }
+
+    #[test]
+    fn key_state_is_small_enough_for_a_million_devices() {
+        // Two SHA-1 states plus a block buffer (128 bytes on x86-64); one per device in the
+        // in-memory index.
+        let size = std::mem::size_of::<TotpKey>();
+        assert!(size <= 256, "{size} bytes");
+    }
+
+    #[test]
+    fn seed_lengths_are_enforced() {
+        assert_eq!(TotpKey::new(b"").unwrap_err(), TotpError::EmptySeed);
+        assert_eq!(
+            TotpKey::new(&[7; 9]).unwrap_err(),
+            TotpError::SeedTooShort { len: 9 }
+        );
+        assert_eq!(
+            TotpKey::new(&[7; 65]).unwrap_err(),
+            TotpError::SeedTooLong { len: 65 }
+        );
+        for len in [10, 16, 20, 40, 64] {
+            assert!(TotpKey::new(&vec![7; len]).is_ok(), "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn from_base32_matches_raw_seed() {
+        // "12345678901234567890" in base32, lower case with spaces as a human might type it.
+        let key = TotpKey::from_base32("gezd gnbv gy3t qojq gezd gnbv gy3t qojq").unwrap();
+        assert_eq!(key.code(1), rfc_key().code(1));
+        assert_eq!(
+            TotpKey::from_base32("GEZA").unwrap_err(),
+            TotpError::SeedTooShort { len: 2 }
+        );
+        assert!(matches!(
+            TotpKey::from_base32("GEZ1"),
+            Err(TotpError::Base32(_))
+        ));
+    }
+
+    #[test]
+    fn window_one_accepts_adjacent_steps_only() {
+        let key = rfc_key();
+        let center = step_at(1_700_000_000);
+        assert_eq!(key.find_step(key.code(center), center, 1), Some(center));
+        assert_eq!(
+            key.find_step(key.code(center - 1), center, 1),
+            Some(center - 1)
+        );
+        assert_eq!(
+            key.find_step(key.code(center + 1), center, 1),
+            Some(center + 1)
+        );
+        assert_eq!(key.find_step(key.code(center - 2), center, 1), None);
+        assert_eq!(key.find_step(key.code(center + 2), center, 1), None);
+    }
+
+    #[test]
+    fn window_zero_is_exact_and_window_two_reaches_two_steps() {
+        let key = rfc_key();
+        let center = step_at(1_700_000_000);
+        assert_eq!(key.find_step(key.code(center), center, 0), Some(center));
+        assert_eq!(key.find_step(key.code(center - 1), center, 0), None);
+        assert_eq!(key.find_step(key.code(center + 1), center, 0), None);
+        assert_eq!(
+            key.find_step(key.code(center - 2), center, 2),
+            Some(center - 2)
+        );
+        assert_eq!(
+            key.find_step(key.code(center + 2), center, 2),
+            Some(center + 2)
+        );
+        assert_eq!(key.find_step(key.code(center + 3), center, 2), None);
+        assert_eq!(key.find_step(key.code(center - 3), center, 2), None);
+    }
+
+    #[test]
+    fn wrong_code_and_other_key_do_not_match() {
+        let key = rfc_key();
+        let other = TotpKey::new(b"another seed, twenty").unwrap();
+        let center = 1000;
+        let right = key.code(center);
+        assert_eq!(other.find_step(right, center, 1), None);
+        let wrong = TokenCode((right.0 + 1) % 1_000_000);
+        assert_eq!(key.find_step(wrong, center, 0), None);
+    }
+
+    #[test]
+    fn windows_at_the_ends_of_time_do_not_overflow() {
+        let key = rfc_key();
+        assert_eq!(
+            key.find_step(key.code(i64::MAX), i64::MAX, 3),
+            Some(i64::MAX)
+        );
+        assert_eq!(
+            key.find_step(key.code(i64::MIN), i64::MIN, 3),
+            Some(i64::MIN)
+        );
+        let first = key.code(i64::MAX - 1);
+        let second = key.code(i64::MAX);
+        assert_eq!(
+            key.find_consecutive(first, second, i64::MAX, 2),
+            Some(i64::MAX - 1)
+        );
+    }
+
+    /// Two steps of the RFC key that share a code, nearest together among the first 20,000.
+    fn colliding_steps(key: &TotpKey) -> (i64, i64) {
+        let mut seen: HashMap<u32, i64> = HashMap::new();
+        let mut best: Option<(i64, i64)> = None;
+        for step in 0..20_000 {
+            let value = key.code(step).0;
+            if let Some(earlier) = seen.insert(value, step)
+                && best.is_none_or(|(a, b)| step - earlier < b - a)
+            {
+                best = Some((earlier, step));
+            }
+        }
+        best.expect("20,000 six-digit codes contain a collision")
+    }
+
+    #[test]
+    fn several_matches_pick_the_closest_then_the_earlier() {
+        let key = rfc_key();
+        let (early, late) = colliding_steps(&key);
+        let shared = key.code(early);
+        let gap = u32::try_from(late - early).unwrap();
+        // Centre nearer the later step.
+        assert_eq!(key.find_step(shared, late - 1, gap), Some(late));
+        // Centre nearer the earlier step.
+        assert_eq!(key.find_step(shared, early + 1, gap), Some(early));
+        // Equal distance: the earlier step wins.
+        if (late - early) % 2 == 0 {
+            let mid = early + (late - early) / 2;
+            assert_eq!(key.find_step(shared, mid, gap), Some(early));
+        }
+        // Consumed steps are skipped, so the fresh colliding step is found.
+        assert_eq!(
+            key.find_step_after(shared, early + 1, gap, Some(early)),
+            Some(late)
+        );
+        assert_eq!(key.find_step_after(shared, late, gap, Some(late)), None);
+    }
+
+    #[test]
+    fn find_step_after_only_considers_later_steps() {
+        let key = rfc_key();
+        let center = 5000;
+        let current = key.code(center);
+        assert_eq!(
+            key.find_step_after(current, center, 1, Some(center - 1)),
+            Some(center)
+        );
+        assert_eq!(key.find_step_after(current, center, 1, Some(center)), None);
+        let next = key.code(center + 1);
+        assert_eq!(
+            key.find_step_after(next, center, 1, Some(center)),
+            Some(center + 1)
+        );
+    }
+
+    #[test]
+    fn consecutive_codes_are_found_in_sync_and_drifted() {
+        let key = rfc_key();
+        let center = step_at(1_700_000_000);
+        // In sync: the device shows the current step and then the next.
+        let (first, second) = (key.code(center), key.code(center + 1));
+        assert_eq!(key.find_consecutive(first, second, center, 1), Some(center));
+        // A device 40 steps (20 minutes) slow or fast, found with a wide window.
+        for drift in [-40, 40] {
+            let s = center + drift;
+            let (first, second) = (key.code(s), key.code(s + 1));
+            assert_eq!(key.find_consecutive(first, second, center, 40), Some(s));
+            assert_eq!(key.find_consecutive(first, second, center, 39), None);
+        }
+        // The second code may come from one step past the window's edge.
+        let edge = center + 5;
+        assert_eq!(
+            key.find_consecutive(key.code(edge), key.code(edge + 1), center, 5),
+            Some(edge)
+        );
+    }
+
+    #[test]
+    fn consecutive_codes_must_be_in_order_and_adjacent() {
+        let key = rfc_key();
+        let center = 9000;
+        let (a, b, c) = (key.code(center), key.code(center + 1), key.code(center + 2));
+        assert_eq!(key.find_consecutive(b, a, center, 10), None);
+        assert_eq!(key.find_consecutive(a, c, center, 10), None);
+        assert_eq!(key.find_consecutive(a, a, center, 10), None);
+        assert_eq!(key.find_consecutive(b, c, center, 10), Some(center + 1));
+    }
+}

@@ -1,0 +1,238 @@
+//! Every failure a client can see, in one place: its AWS code, HTTP status, Type and
+//! byte-exact message (contract §3, §6). Lower layers convert into [`ApiError`]; nothing else
+//! decides what goes on the wire.
+
+use std::borrow::Cow;
+
+use http::StatusCode;
+
+use super::Service;
+use super::xml::XmlWriter;
+
+/// `AccessDenied` text for a wrong (or replayed, or throttled) TOTP code.
+pub const MFA_INVALID_CODE: &str =
+    "MultiFactorAuthentication failed with invalid MFA one time pass code.";
+/// `AccessDenied` text for a serial that is unknown, not the caller's or not enabled (two spaces).
+pub const MFA_UNABLE_TO_VALIDATE: &str = "MultiFactorAuthentication failed, unable to validate MFA code.  Please verify your MFA serial number is valid and associated with this user.";
+/// `AccessDenied` text for a FIDO security key named on the STS path.
+pub const MFA_FIDO_NOT_ALLOWED: &str = "MultiFactorAuthentication failed: FIDO security keys cannot be used with STS API operations. Use a virtual or hardware MFA device.";
+/// `AccessDenied` text for session credentials calling GetSessionToken.
+pub const SESSION_CANNOT_GET_SESSION_TOKEN: &str =
+    "Cannot call GetSessionToken with session credentials";
+
+/// A failure reported to the client as an AWS XML error.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The request carries no SigV4 authentication.
+    #[error("Request is missing Authentication Token")]
+    MissingAuthenticationToken,
+    /// Unknown, deleted or inactive access key; a session key without a valid token.
+    #[error("The security token included in the request is invalid.")]
+    InvalidClientTokenId,
+    /// Session credentials past their expiry.
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
+    /// Signature, skew or credential-scope failure; the text comes from the verifier.
+    #[error("{0}")]
+    SignatureDoesNotMatch(String),
+    /// A malformed or incomplete SigV4 authorization.
+    #[error("{0}")]
+    IncompleteSignature(String),
+    /// A request the protocol cannot accept as sent (e.g. two auth mechanisms).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Unknown action, or an action not in the given version.
+    #[error("Could not find operation {action} for version {version}")]
+    InvalidAction {
+        /// The action as sent.
+        action: String,
+        /// The version as sent, or `NO_VERSION_SPECIFIED`.
+        version: String,
+    },
+    /// Constraint violations, one clause each.
+    #[error("{} validation error{} detected: {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("; "))]
+    ValidationError(Vec<String>),
+    /// A parameter that cannot be parsed as its type.
+    #[error("{0}")]
+    MalformedInput(String),
+    /// Form encoding that cannot be decoded.
+    #[error("The query string contains a syntax error.")]
+    MalformedQueryString,
+    /// The caller may not do this, or MFA failed; the text says which.
+    #[error("{0}")]
+    AccessDenied(Cow<'static, str>),
+    /// IAM: the named entity does not exist.
+    #[error("{0}")]
+    NoSuchEntity(String),
+    /// IAM: an entity with that name already exists.
+    #[error("{0}")]
+    EntityAlreadyExists(String),
+    /// IAM: the entity still has dependents.
+    #[error("{0}")]
+    DeleteConflict(String),
+    /// IAM: a quota would be exceeded.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// IAM: a parameter value is not acceptable.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// IAM: the two authentication codes do not verify.
+    #[error("Authentication code for device is not valid.")]
+    InvalidAuthenticationCode,
+    /// The body is larger than the configured limit.
+    #[error("Request body is larger than {0} bytes.")]
+    RequestEntityTooLarge(usize),
+    /// The headers are larger than the configured limit.
+    #[error("Request headers are larger than {0} bytes.")]
+    RequestHeaderFieldsTooLarge(usize),
+    /// The client did not send its request in time.
+    #[error("Your socket connection to the server was not read from or written to within the timeout period.")]
+    RequestTimeout,
+    /// A fault of the broker (storage, internal invariant); details go to the log only.
+    #[error("The request processing has failed because of an unknown error, exception or failure.")]
+    InternalFailure,
+}
+
+impl ApiError {
+    /// `AccessDenied` with a fixed text.
+    pub const fn access_denied(message: &'static str) -> Self {
+        Self::AccessDenied(Cow::Borrowed(message))
+    }
+
+    /// IAM's authorization failure for an IAM user.
+    pub fn not_authorized(caller_arn: &str, action: &str, resource: &str) -> Self {
+        Self::AccessDenied(Cow::Owned(format!(
+            "User: {caller_arn} is not authorized to perform: iam:{action} on resource: {resource} because no identity-based policy allows the iam:{action} action"
+        )))
+    }
+
+    /// The AWS error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingAuthenticationToken => "MissingAuthenticationToken",
+            Self::InvalidClientTokenId => "InvalidClientTokenId",
+            Self::ExpiredToken => "ExpiredToken",
+            Self::SignatureDoesNotMatch(_) => "SignatureDoesNotMatch",
+            Self::IncompleteSignature(_) => "IncompleteSignature",
+            Self::InvalidRequest(_) => "InvalidRequest",
+            Self::InvalidAction { .. } => "InvalidAction",
+            Self::ValidationError(_) => "ValidationError",
+            Self::MalformedInput(_) => "MalformedInput",
+            Self::MalformedQueryString => "MalformedQueryString",
+            Self::AccessDenied(_) => "AccessDenied",
+            Self::NoSuchEntity(_) => "NoSuchEntity",
+            Self::EntityAlreadyExists(_) => "EntityAlreadyExists",
+            Self::DeleteConflict(_) => "DeleteConflict",
+            Self::LimitExceeded(_) => "LimitExceeded",
+            Self::InvalidInput(_) => "InvalidInput",
+            Self::InvalidAuthenticationCode => "InvalidAuthenticationCode",
+            Self::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
+            Self::RequestHeaderFieldsTooLarge(_) => "RequestHeaderFieldsTooLarge",
+            Self::RequestTimeout => "RequestTimeout",
+            Self::InternalFailure => "InternalFailure",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingAuthenticationToken
+            | Self::InvalidClientTokenId
+            | Self::ExpiredToken
+            | Self::SignatureDoesNotMatch(_)
+            | Self::AccessDenied(_)
+            | Self::InvalidAuthenticationCode => StatusCode::FORBIDDEN,
+            Self::IncompleteSignature(_)
+            | Self::InvalidRequest(_)
+            | Self::InvalidAction { .. }
+            | Self::ValidationError(_)
+            | Self::MalformedInput(_)
+            | Self::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            // AWS's common-errors table gives MalformedQueryString a 404.
+            Self::MalformedQueryString | Self::NoSuchEntity(_) => StatusCode::NOT_FOUND,
+            Self::EntityAlreadyExists(_) | Self::DeleteConflict(_) | Self::LimitExceeded(_) => {
+                StatusCode::CONFLICT
+            }
+            Self::RequestEntityTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestHeaderFieldsTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::InternalFailure => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The error XML body.
+    pub fn body(&self, service: Service, request_id: &str) -> String {
+        let namespace = match self {
+            Self::InvalidAction { .. } => "http://webservices.amazon.com/AWSFault/2005-15-09",
+            _ => service.namespace(),
+        };
+        let kind = if self.status().is_server_error() {
+            "Receiver"
+        } else {
+            "Sender"
+        };
+        let mut w = XmlWriter::new();
+        w.open_ns("ErrorResponse", Some(namespace))
+            .open("Error")
+            .leaf("Type", kind)
+            .leaf("Code", self.code())
+            .leaf("Message", &self.to_string())
+            .close("Error")
+            .leaf("RequestId", request_id)
+            .close("ErrorResponse");
+        w.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_error_counts_its_clauses() {
+        let one = ApiError::ValidationError(vec!["a".into()]);
+        assert_eq!(one.to_string(), "1 validation error detected: a");
+        let two = ApiError::ValidationError(vec!["a".into(), "b".into()]);
+        assert_eq!(two.to_string(), "2 validation errors detected: a; b");
+    }
+
+    #[test]
+    fn invalid_action_text_keeps_empty_values() {
+        let e = ApiError::InvalidAction {
+            action: String::new(),
+            version: "2011-06-15".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Could not find operation  for version 2011-06-15"
+        );
+        assert!(e.body(Service::Sts, "r").contains("AWSFault/2005-15-09"));
+    }
+
+    #[test]
+    fn error_body_has_the_contract_shape() {
+        let body = ApiError::access_denied(SESSION_CANNOT_GET_SESSION_TOKEN)
+            .body(Service::Sts, "58c5dbae-abef-11e0-8cfe-09039844ac7d");
+        assert_eq!(
+            body,
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n  <Error>\n    <Type>Sender</Type>\n    <Code>AccessDenied</Code>\n    <Message>Cannot call GetSessionToken with session credentials</Message>\n  </Error>\n  <RequestId>58c5dbae-abef-11e0-8cfe-09039844ac7d</RequestId>\n</ErrorResponse>\n"
+        );
+    }
+
+    #[test]
+    fn server_errors_are_receiver_faults() {
+        let body = ApiError::InternalFailure.body(Service::Iam, "r");
+        assert!(body.contains("<Type>Receiver</Type>"));
+        assert!(body.contains("https://iam.amazonaws.com/doc/2010-05-08/"));
+    }
+
+    #[test]
+    fn mfa_texts_are_byte_exact() {
+        assert!(MFA_UNABLE_TO_VALIDATE.contains("code.  Please"));
+        assert_eq!(
+            ApiError::ExpiredToken.to_string(),
+            "The security token included in the request is expired"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! The AWS Query protocol's parameters: `application/x-www-form-urlencoded` pairs from the
+//! query string and the body. The first occurrence of a name wins; unknown names are ignored
+//! by the handlers (contract §1).
+
+use super::error::ApiError;
+
+/// Decoded request parameters in arrival order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    /// Parses one form-encoded string (`+` is a space, `%XX` a byte) and appends its pairs.
+    /// Malformed escapes or non-UTF-8 text are refused.
+    pub fn extend_from_form(&mut self, form: &[u8]) -> Result<(), ApiError> {
+        for part in form.split(|b| *b == b'&') {
+            if part.is_empty() {
+                continue;
+            }
+            let (name, value) = match part.iter().position(|b| *b == b'=') {
+                Some(eq) => (
+                    part.get(..eq).unwrap_or_default(),
+                    part.get(eq + 1..).unwrap_or_default(),
+                ),
+                None => (part, &[][..]),
+            };
+            self.pairs.push((decode(name)?, decode(value)?));
+        }
+        Ok(())
+    }
+
+    /// The first value given for `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether any parameter was given at all.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
+
+/// Form-decodes one name or value.
+fn decode(raw: &[u8]) -> Result<String, ApiError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = bytes.next().and_then(|c| hex_value(*c));
+                let lo = bytes.next().and_then(|c| hex_value(*c));
+                match (hi, lo) {
+                    (Some(h), Some(l)) => out.push(h << 4 | l),
+                    _ => return Err(ApiError::MalformedQueryString),
+                }
+            }
+            _ => out.push(b),
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::MalformedQueryString)
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Params, ApiError> {
+        let mut p = Params::default();
+        p.extend_from_form(s.as_bytes())?;
+        Ok(p)
+    }
+
+    #[test]
+    fn botocore_encoding_decodes() {
+        let p = parse("Action=GetSessionToken&Version=2011-06-15&SerialNumber=arn%3Aaws%3Aiam%3A%3A123456789012%3Amfa%2Fa+b&TokenCode=123456").unwrap();
+        assert_eq!(p.get("Action"), Some("GetSessionToken"));
+        assert_eq!(
+            p.get("SerialNumber"),
+            Some("arn:aws:iam::123456789012:mfa/a b")
+        );
+    }
+
+    #[test]
+    fn first_occurrence_wins_and_missing_value_is_empty() {
+        let p = parse("A=1&A=2&B&&C=").unwrap();
+        assert_eq!(p.get("A"), Some("1"));
+        assert_eq!(p.get("B"), Some(""));
+        assert_eq!(p.get("C"), Some(""));
+        assert_eq!(p.get("D"), None);
+    }
+
+    #[test]
+    fn malformed_escapes_and_non_utf8_are_refused() {
+        assert!(matches!(parse("A=%zz"), Err(ApiError::MalformedQueryString)));
+        assert!(matches!(parse("A=%4"), Err(ApiError::MalformedQueryString)));
+        assert!(matches!(parse("A=%ff%fe"), Err(ApiError::MalformedQueryString)));
+        let mut p = Params::default();
+        assert!(p.extend_from_form(b"A=\xff").is_err());
+    }
+
+    #[test]
+    fn utf8_escapes_decode() {
+        assert_eq!(parse("N=%C3%A9t%C3%A9").unwrap().get("N"), Some("été"));
+    }
+}

@@ -1,0 +1,342 @@
+//! Session credentials any broker process can verify without shared state: the access key id is
+//! `ASIA` + 16 random characters, the secret is derived as HMAC(derivation key, akid ‖ expiry)
+//! and never stored nor put in the token, and the session token is a JWT (HS256, `kid` header)
+//! carrying who, until when and the MFA context. Verification re-derives the secret.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use hmac::{Hmac, KeyInit as _, Mac as _};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::ids;
+use crate::store::ServerKey;
+use crate::store::model::Owner;
+
+/// `iss` of every session token.
+const ISSUER: &str = "sts-broker";
+/// `aud` of every session token.
+const AUDIENCE: &str = "sts-broker/session";
+/// Allowed clock difference between broker processes for `nbf`.
+const NBF_LEEWAY_SECS: i64 = 5;
+
+/// The MFA context of credentials obtained with a verified code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MfaContext {
+    /// The device's serial number.
+    pub serial: String,
+    /// When the code was verified, Unix seconds (`aws:MultiFactorAuthAge` = now − this).
+    pub auth_time: i64,
+}
+
+/// What a session token says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// The principal: `root` or a user id.
+    pub sub: String,
+    /// Account id.
+    pub acct: String,
+    /// The session access key id (`ASIA…`).
+    pub akid: String,
+    /// The long-term key that obtained the session; the session dies with it.
+    pub pk: String,
+    /// Issued at.
+    pub iat: i64,
+    /// Not before.
+    pub nbf: i64,
+    /// Expiry.
+    pub exp: i64,
+    /// Present when MFA was verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<MfaContext>,
+}
+
+impl SessionClaims {
+    /// The principal as an owner.
+    pub fn owner(&self) -> Owner {
+        Owner::from_db(self.sub.clone())
+    }
+
+    /// `aws:MultiFactorAuthPresent`.
+    pub fn mfa_present(&self) -> bool {
+        self.mfa.is_some()
+    }
+
+    /// `aws:MultiFactorAuthAge` at `now`, when MFA was used.
+    pub fn mfa_age(&self, now: i64) -> Option<i64> {
+        self.mfa.as_ref().map(|m| now.saturating_sub(m.auth_time).max(0))
+    }
+}
+
+/// Freshly minted session credentials.
+pub struct SessionCredentials {
+    /// `ASIA…`.
+    pub access_key_id: String,
+    /// 40-character secret.
+    pub secret_access_key: Zeroizing<String>,
+    /// The JWT.
+    pub session_token: String,
+    /// Expiry, Unix seconds.
+    pub expiration: i64,
+}
+
+impl std::fmt::Debug for SessionCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why session credentials were refused.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The token is malformed, forged, from another key ring, or for another key id.
+    #[error("invalid session token")]
+    Invalid,
+    /// The token was valid but has expired.
+    #[error("expired session token")]
+    Expired,
+    /// Minting failed (random source or encoder).
+    #[error("cannot mint session credentials")]
+    Mint,
+}
+
+struct RingKey {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    derivation: Hmac<Sha256>,
+}
+
+/// The server keys that sign session tokens and derive their secrets.
+pub struct KeyRing {
+    current: String,
+    keys: HashMap<String, RingKey>,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("current", &self.current)
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl KeyRing {
+    /// A ring of `keys`; the newest signs, all verify.
+    pub fn new(keys: &[ServerKey]) -> Result<Self, SessionError> {
+        let newest = keys
+            .iter()
+            .max_by_key(|k| k.created_at)
+            .ok_or(SessionError::Mint)?;
+        let mut ring = HashMap::new();
+        for k in keys {
+            let derivation = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(k.derivation.as_slice())
+                .map_err(|_| SessionError::Mint)?;
+            ring.insert(
+                k.kid.clone(),
+                RingKey {
+                    encoding: EncodingKey::from_secret(k.signing.as_slice()),
+                    decoding: DecodingKey::from_secret(k.signing.as_slice()),
+                    derivation,
+                },
+            );
+        }
+        // Time claims are checked against the injected clock in `verify`, so the library's own
+        // system-time checks are off; their presence is still required.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        Ok(Self {
+            current: newest.kid.clone(),
+            keys: ring,
+            validation,
+        })
+    }
+
+    fn derive_secret(key: &RingKey, akid: &str, exp: i64) -> Zeroizing<String> {
+        let mut mac = key.derivation.clone();
+        mac.update(akid.as_bytes());
+        mac.update(b"\0");
+        mac.update(exp.to_string().as_bytes());
+        let digest = Zeroizing::new(mac.finalize().into_bytes());
+        let mut text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(digest.as_slice()));
+        // 32 bytes encode to 44 characters; AWS secrets are 40.
+        text.truncate(40);
+        text
+    }
+
+    /// Mints credentials for `owner`, obtained with long-term key `parent_key`.
+    pub fn mint(
+        &self,
+        owner: &Owner,
+        account_id: &str,
+        parent_key: &str,
+        now: i64,
+        duration_secs: i64,
+        mfa: Option<MfaContext>,
+    ) -> Result<SessionCredentials, SessionError> {
+        let key = self.keys.get(&self.current).ok_or(SessionError::Mint)?;
+        let akid = ids::access_key_id("ASIA").map_err(|_| SessionError::Mint)?;
+        let exp = now.saturating_add(duration_secs);
+        let claims = SessionClaims {
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            sub: owner.as_db().to_owned(),
+            acct: account_id.to_owned(),
+            akid: akid.clone(),
+            pk: parent_key.to_owned(),
+            iat: now,
+            nbf: now,
+            exp,
+            mfa,
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.current.clone());
+        let token =
+            jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|_| SessionError::Mint)?;
+        Ok(SessionCredentials {
+            secret_access_key: Self::derive_secret(key, &akid, exp),
+            access_key_id: akid,
+            session_token: token,
+            expiration: exp,
+        })
+    }
+
+    /// Checks a session token presented with `access_key_id` at `now`; returns its claims and
+    /// the re-derived secret.
+    pub fn verify(
+        &self,
+        access_key_id: &str,
+        token: &str,
+        now: i64,
+    ) -> Result<(SessionClaims, Zeroizing<String>), SessionError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| SessionError::Invalid)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.get(kid))
+            .ok_or(SessionError::Invalid)?;
+        let claims = jsonwebtoken::decode::<SessionClaims>(token, &key.decoding, &self.validation)
+            .map_err(|_| SessionError::Invalid)?
+            .claims;
+        if claims.akid != access_key_id || claims.nbf > now.saturating_add(NBF_LEEWAY_SECS) {
+            return Err(SessionError::Invalid);
+        }
+        if now >= claims.exp {
+            return Err(SessionError::Expired);
+        }
+        let secret = Self::derive_secret(key, &claims.akid, claims.exp);
+        Ok((claims, secret))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(seed: u8) -> KeyRing {
+        KeyRing::new(&[ServerKey {
+            kid: format!("k{seed}"),
+            signing: Zeroizing::new([seed; 32]),
+            derivation: Zeroizing::new([seed.wrapping_add(1); 32]),
+            created_at: 1,
+        }])
+        .unwrap()
+    }
+
+    #[test]
+    fn minted_credentials_have_aws_shapes_and_verify() {
+        let r = ring(1);
+        let c = r
+            .mint(&Owner::User("AIDAX".into()), "123456789012", "AKIAPARENT", 1_000, 900, None)
+            .unwrap();
+        assert!(c.access_key_id.starts_with("ASIA"));
+        assert_eq!(c.access_key_id.len(), 20);
+        assert_eq!(c.secret_access_key.len(), 40);
+        assert!(c.session_token.len() >= 100);
+        assert_eq!(c.expiration, 1_900);
+        assert!(!c.session_token.contains(c.secret_access_key.as_str()));
+        let (claims, secret) = r.verify(&c.access_key_id, &c.session_token, 1_899).unwrap();
+        assert_eq!(secret.as_str(), c.secret_access_key.as_str());
+        assert_eq!(claims.owner(), Owner::User("AIDAX".into()));
+        assert!(!claims.mfa_present());
+        assert_eq!(claims.mfa_age(1_500), None);
+    }
+
+    #[test]
+    fn expiry_is_exact_and_uses_the_given_clock() {
+        let r = ring(1);
+        let c = r.mint(&Owner::Root, "1", "AKIA", 1_000, 900, None).unwrap();
+        assert_eq!(
+            r.verify(&c.access_key_id, &c.session_token, 1_900).unwrap_err(),
+            SessionError::Expired
+        );
+        // Not yet valid (before nbf minus leeway).
+        assert_eq!(
+            r.verify(&c.access_key_id, &c.session_token, 990).unwrap_err(),
+            SessionError::Invalid
+        );
+    }
+
+    #[test]
+    fn foreign_tampered_or_mismatched_tokens_are_invalid() {
+        let r = ring(1);
+        let other = ring(2);
+        let c = r.mint(&Owner::Root, "1", "AKIA", 1_000, 900, None).unwrap();
+        assert_eq!(
+            other.verify(&c.access_key_id, &c.session_token, 1_100).unwrap_err(),
+            SessionError::Invalid
+        );
+        assert_eq!(
+            r.verify("ASIAOTHER", &c.session_token, 1_100).unwrap_err(),
+            SessionError::Invalid
+        );
+        let mut tampered = c.session_token.clone().into_bytes();
+        let mid = tampered.len() / 2;
+        tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert_eq!(
+            r.verify(&c.access_key_id, &tampered, 1_100).unwrap_err(),
+            SessionError::Invalid
+        );
+        assert_eq!(r.verify(&c.access_key_id, "garbage", 1_100).unwrap_err(), SessionError::Invalid);
+    }
+
+    #[test]
+    fn mfa_context_round_trips() {
+        let r = ring(3);
+        let mfa = MfaContext {
+            serial: "arn:aws:iam::1:mfa/a".into(),
+            auth_time: 1_000,
+        };
+        let c = r
+            .mint(&Owner::Root, "1", "AKIA", 1_000, 3600, Some(mfa.clone()))
+            .unwrap();
+        let (claims, _) = r.verify(&c.access_key_id, &c.session_token, 1_100).unwrap();
+        assert_eq!(claims.mfa, Some(mfa));
+        assert!(claims.mfa_present());
+        assert_eq!(claims.mfa_age(1_100), Some(100));
+    }
+
+    #[test]
+    fn another_process_with_the_same_keys_verifies() {
+        let c = ring(4).mint(&Owner::Root, "1", "AKIA", 10, 900, None).unwrap();
+        let (_, secret) = ring(4).verify(&c.access_key_id, &c.session_token, 20).unwrap();
+        assert_eq!(secret.as_str(), c.secret_access_key.as_str());
+    }
+}

@@ -1,0 +1,64 @@
+//! Policy checks that need no key: clock skew and credential scope.
+//!
+//! They run before the secret is looked up so that stale, early or misdirected requests cost
+//! no store access. Skew is checked first, as AWS does (dacut/scratchstack-aws-signature's
+//! error-ordering rules 10-13); every failing scope clause is then reported at once.
+
+use super::date::format_basic;
+use super::{ScopeMismatch, SigV4Error, SignedRequest, TERMINATOR};
+
+/// What a credential scope must name, and how far a request's clock may be off.
+#[derive(Clone, Copy, Debug)]
+pub struct ScopePolicy<'a> {
+    /// Accepted scope regions; may contain "" for botocore's `region_name=''`.
+    pub regions: &'a [String],
+    /// The service signing name, e.g. `sts`.
+    pub service: &'a str,
+    /// Allowed difference between the request date and now, in seconds (STS: 900).
+    pub max_skew_secs: i64,
+}
+
+/// Terminator, service, region (from the allowed set, which may contain "" for botocore's
+/// region_name=''), scope date == first 8 chars of the request date, and ±skew against now.
+///
+/// # Errors
+///
+/// [`SigV4Error::SignatureExpired`], [`SigV4Error::SignatureNotYetCurrent`] or
+/// [`SigV4Error::CredentialScope`].
+pub fn check_scope_and_time(signed: &SignedRequest, policy: &ScopePolicy<'_>, now_unix: i64) -> Result<(), SigV4Error> {
+    let skew = policy.max_skew_secs.max(0);
+    let request = signed.date.unix();
+    let earliest = now_unix.saturating_sub(skew);
+    if request < earliest {
+        return Err(SigV4Error::SignatureExpired {
+            request: signed.date.basic().to_owned(),
+            bound: format_basic(earliest),
+            now: format_basic(now_unix),
+            skew_secs: skew,
+        });
+    }
+    let latest = now_unix.saturating_add(skew);
+    if request > latest {
+        return Err(SigV4Error::SignatureNotYetCurrent {
+            request: signed.date.basic().to_owned(),
+            bound: format_basic(latest),
+            now: format_basic(now_unix),
+            skew_secs: skew,
+        });
+    }
+
+    let scope = &signed.scope;
+    let request_date8 = signed.date.date8();
+    let mismatch = ScopeMismatch {
+        region: (!policy.regions.contains(&scope.region)).then(|| scope.region.clone()),
+        expected_service: (scope.service != policy.service).then(|| policy.service.to_owned()),
+        terminator: (scope.terminator != TERMINATOR).then(|| scope.terminator.clone()),
+        date: (scope.date != request_date8).then(|| {
+            (scope.date.clone(), request_date8.to_owned(), signed.date.basic().to_owned())
+        }),
+    };
+    if mismatch.any() {
+        return Err(SigV4Error::CredentialScope(mismatch));
+    }
+    Ok(())
+}
