@@ -133,11 +133,17 @@ impl Config {
         set(&mut self.regions, o.regions);
         set(&mut self.max_body_bytes, o.max_body_bytes);
         set(&mut self.max_header_bytes, o.max_header_bytes);
-        set(&mut self.header_read_timeout_secs, o.header_read_timeout_secs);
+        set(
+            &mut self.header_read_timeout_secs,
+            o.header_read_timeout_secs,
+        );
         set(&mut self.request_timeout_secs, o.request_timeout_secs);
         set(&mut self.mfa_window, o.mfa_window);
         set(&mut self.mfa_resync_window, o.mfa_resync_window);
-        set(&mut self.max_mfa_devices_per_user, o.max_mfa_devices_per_user);
+        set(
+            &mut self.max_mfa_devices_per_user,
+            o.max_mfa_devices_per_user,
+        );
         set(&mut self.mfa_free_failures, o.mfa_free_failures);
         set(&mut self.mfa_base_backoff_secs, o.mfa_base_backoff_secs);
         set(&mut self.mfa_max_backoff_secs, o.mfa_max_backoff_secs);

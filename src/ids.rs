@@ -27,7 +27,14 @@ fn random_id_chars(len: usize) -> Result<String, RandomError> {
     Ok(buf
         .iter()
         // `b % 32` is always a valid index of the 32-byte alphabet.
-        .map(|b| char::from(ID_ALPHABET.get(usize::from(b % 32)).copied().unwrap_or(b'A')))
+        .map(|b| {
+            char::from(
+                ID_ALPHABET
+                    .get(usize::from(b % 32))
+                    .copied()
+                    .unwrap_or(b'A'),
+            )
+        })
         .collect())
 }
 

@@ -1,1 +1,246 @@
-fn main() {}
+//! The `sts-broker` command: `serve` (the default) and `admin …`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use sts_broker::admin::Admin;
+use sts_broker::{Broker, Config, SystemClock};
+
+#[derive(Parser)]
+#[command(
+    name = "sts-broker",
+    version,
+    about = "AWS-compatible STS GetSessionToken broker with real MFA checks"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the STS and IAM Query APIs (the default).
+    Serve(ServeArgs),
+    /// Operator commands on the data dir (take effect on a running broker).
+    Admin(AdminArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct Common {
+    /// Data directory (default ./sts-broker-data).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// TOML config file overriding the embedded defaults (or STS_BROKER_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Allow plain HTTP on a non-loopback address.
+    #[arg(long)]
+    insecure_http: bool,
+    /// PEM certificate chain for HTTPS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// MFA devices.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
+}
+
+#[derive(Subcommand)]
+enum MfaCommand {
+    /// Import hardware TOTP tokens from a vendor seed file (rows: serial,base32seed).
+    ImportHardware {
+        /// The seed file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Register a FIDO security key for a user (console-only path; never usable on STS).
+    RegisterFido {
+        /// The IAM user name (or `root`).
+        #[arg(long)]
+        user: String,
+        /// A name for the key.
+        #[arg(long)]
+        name: String,
+        /// The WebAuthn credential id, base64url.
+        #[arg(long)]
+        credential_id: String,
+        /// The credential public key, base64url.
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Enable an MFA device for the account root user (root cannot do it through the API).
+    EnableRoot {
+        /// Serial of an unassigned virtual (ARN) or hardware device.
+        #[arg(long)]
+        serial: String,
+        /// A code from the device.
+        #[arg(long)]
+        code1: String,
+        /// The next code from the device.
+        #[arg(long)]
+        code2: String,
+    },
+    /// Deactivate a device, whoever holds it (root's included).
+    Deactivate {
+        /// The device serial.
+        #[arg(long)]
+        serial: String,
+    },
+}
+
+fn load_config(common: &Common) -> Result<Config, String> {
+    let file = common
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("STS_BROKER_CONFIG").map(PathBuf::from));
+    let mut cfg = Config::load(file.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(dir) = &common.data_dir {
+        cfg.set_data_dir(dir.clone());
+    }
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Admin(args)) => admin(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sts-broker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let mut cfg = load_config(&args.common)?;
+    if let Some(l) = &args.listen {
+        cfg.listen = l
+            .parse()
+            .map_err(|_| format!("--listen: not an address: {l}"))?;
+    }
+    cfg.insecure_http |= args.insecure_http;
+    if args.tls_cert.is_some() {
+        cfg.tls_cert = args.tls_cert;
+        cfg.tls_key = args.tls_key;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let started = std::time::Instant::now();
+        let (broker, bootstrap) =
+            Broker::open(cfg, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+        if let Some(b) = bootstrap {
+            println!(
+                "new account {}: root credentials written to {} (aws configure import --csv format)",
+                broker.account_id(),
+                b.credentials_file.display()
+            );
+        }
+        let account = broker.account_id().to_owned();
+        let running = broker.start().await.map_err(|e| e.to_string())?;
+        let scheme = if running.is_tls() { "https" } else { "http" };
+        println!(
+            "sts-broker listening on {scheme}://{} (account {account}, started in {} ms)",
+            running.local_addr(),
+            started.elapsed().as_millis()
+        );
+        wait_for_signal().await;
+        println!("sts-broker shutting down");
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn admin(args: AdminArgs) -> Result<(), String> {
+    let cfg = load_config(&args.common)?;
+    let admin = Admin::open(cfg, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+    let result = match args.command {
+        AdminCommand::Mfa(MfaCommand::ImportHardware { file }) => admin
+            .import_hardware(&file)
+            .map(|n| println!("imported {n} hardware MFA device(s)")),
+        AdminCommand::Mfa(MfaCommand::RegisterFido {
+            user,
+            name,
+            credential_id,
+            public_key,
+        }) => admin
+            .register_fido(&user, &name, &credential_id, &public_key)
+            .map(|serial| println!("registered FIDO security key {serial}")),
+        AdminCommand::Mfa(MfaCommand::EnableRoot {
+            serial,
+            code1,
+            code2,
+        }) => admin
+            .enable_root(&serial, &code1, &code2)
+            .map(|()| println!("enabled {serial} for the root user")),
+        AdminCommand::Mfa(MfaCommand::Deactivate { serial }) => admin
+            .deactivate(&serial)
+            .map(|()| println!("deactivated {serial}")),
+    };
+    admin.close();
+    result.map_err(|e| e.to_string())
+}

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
-use hmac::{Hmac, KeyInit as _, Mac as _};
+use hmac::{Hmac, Mac as _};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -71,7 +71,9 @@ impl SessionClaims {
 
     /// `aws:MultiFactorAuthAge` at `now`, when MFA was used.
     pub fn mfa_age(&self, now: i64) -> Option<i64> {
-        self.mfa.as_ref().map(|m| now.saturating_sub(m.auth_time).max(0))
+        self.mfa
+            .as_ref()
+            .map(|m| now.saturating_sub(m.auth_time).max(0))
     }
 }
 
@@ -142,8 +144,9 @@ impl KeyRing {
             .ok_or(SessionError::Mint)?;
         let mut ring = HashMap::new();
         for k in keys {
-            let derivation = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(k.derivation.as_slice())
-                .map_err(|_| SessionError::Mint)?;
+            let derivation =
+                <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(k.derivation.as_slice())
+                    .map_err(|_| SessionError::Mint)?;
             ring.insert(
                 k.kid.clone(),
                 RingKey {
@@ -173,8 +176,9 @@ impl KeyRing {
         mac.update(akid.as_bytes());
         mac.update(b"\0");
         mac.update(exp.to_string().as_bytes());
-        let digest = Zeroizing::new(mac.finalize().into_bytes());
-        let mut text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(digest.as_slice()));
+        let digest: Zeroizing<[u8; 32]> = Zeroizing::new(mac.finalize().into_bytes().into());
+        let mut text =
+            Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(digest.as_slice()));
         // 32 bytes encode to 44 characters; AWS secrets are 40.
         text.truncate(40);
         text
@@ -207,8 +211,8 @@ impl KeyRing {
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.current.clone());
-        let token =
-            jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|_| SessionError::Mint)?;
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+            .map_err(|_| SessionError::Mint)?;
         Ok(SessionCredentials {
             secret_access_key: Self::derive_secret(key, &akid, exp),
             access_key_id: akid,
@@ -263,7 +267,14 @@ mod tests {
     fn minted_credentials_have_aws_shapes_and_verify() {
         let r = ring(1);
         let c = r
-            .mint(&Owner::User("AIDAX".into()), "123456789012", "AKIAPARENT", 1_000, 900, None)
+            .mint(
+                &Owner::User("AIDAX".into()),
+                "123456789012",
+                "AKIAPARENT",
+                1_000,
+                900,
+                None,
+            )
             .unwrap();
         assert!(c.access_key_id.starts_with("ASIA"));
         assert_eq!(c.access_key_id.len(), 20);
@@ -283,12 +294,14 @@ mod tests {
         let r = ring(1);
         let c = r.mint(&Owner::Root, "1", "AKIA", 1_000, 900, None).unwrap();
         assert_eq!(
-            r.verify(&c.access_key_id, &c.session_token, 1_900).unwrap_err(),
+            r.verify(&c.access_key_id, &c.session_token, 1_900)
+                .unwrap_err(),
             SessionError::Expired
         );
         // Not yet valid (before nbf minus leeway).
         assert_eq!(
-            r.verify(&c.access_key_id, &c.session_token, 990).unwrap_err(),
+            r.verify(&c.access_key_id, &c.session_token, 990)
+                .unwrap_err(),
             SessionError::Invalid
         );
     }
@@ -299,7 +312,9 @@ mod tests {
         let other = ring(2);
         let c = r.mint(&Owner::Root, "1", "AKIA", 1_000, 900, None).unwrap();
         assert_eq!(
-            other.verify(&c.access_key_id, &c.session_token, 1_100).unwrap_err(),
+            other
+                .verify(&c.access_key_id, &c.session_token, 1_100)
+                .unwrap_err(),
             SessionError::Invalid
         );
         assert_eq!(
@@ -314,7 +329,10 @@ mod tests {
             r.verify(&c.access_key_id, &tampered, 1_100).unwrap_err(),
             SessionError::Invalid
         );
-        assert_eq!(r.verify(&c.access_key_id, "garbage", 1_100).unwrap_err(), SessionError::Invalid);
+        assert_eq!(
+            r.verify(&c.access_key_id, "garbage", 1_100).unwrap_err(),
+            SessionError::Invalid
+        );
     }
 
     #[test]
@@ -335,8 +353,12 @@ mod tests {
 
     #[test]
     fn another_process_with_the_same_keys_verifies() {
-        let c = ring(4).mint(&Owner::Root, "1", "AKIA", 10, 900, None).unwrap();
-        let (_, secret) = ring(4).verify(&c.access_key_id, &c.session_token, 20).unwrap();
+        let c = ring(4)
+            .mint(&Owner::Root, "1", "AKIA", 10, 900, None)
+            .unwrap();
+        let (_, secret) = ring(4)
+            .verify(&c.access_key_id, &c.session_token, 20)
+            .unwrap();
         assert_eq!(secret.as_str(), c.secret_access_key.as_str());
     }
 }

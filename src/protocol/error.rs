@@ -87,7 +87,9 @@ pub enum ApiError {
     #[error("Request headers are larger than {0} bytes.")]
     RequestHeaderFieldsTooLarge(usize),
     /// The client did not send its request in time.
-    #[error("Your socket connection to the server was not read from or written to within the timeout period.")]
+    #[error(
+        "Your socket connection to the server was not read from or written to within the timeout period."
+    )]
     RequestTimeout,
     /// A fault of the broker (storage, internal invariant); details go to the log only.
     #[error("The request processing has failed because of an unknown error, exception or failure.")]
@@ -182,6 +184,19 @@ impl ApiError {
             .leaf("RequestId", request_id)
             .close("ErrorResponse");
         w.finish()
+    }
+}
+
+impl From<crate::sigv4::SigV4Error> for ApiError {
+    fn from(e: crate::sigv4::SigV4Error) -> Self {
+        match e.kind() {
+            crate::sigv4::SigV4ErrorKind::IncompleteSignature => {
+                Self::IncompleteSignature(e.to_string())
+            }
+            crate::sigv4::SigV4ErrorKind::SignatureDoesNotMatch => {
+                Self::SignatureDoesNotMatch(e.to_string())
+            }
+        }
     }
 }
 

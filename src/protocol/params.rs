@@ -105,9 +105,15 @@ mod tests {
 
     #[test]
     fn malformed_escapes_and_non_utf8_are_refused() {
-        assert!(matches!(parse("A=%zz"), Err(ApiError::MalformedQueryString)));
+        assert!(matches!(
+            parse("A=%zz"),
+            Err(ApiError::MalformedQueryString)
+        ));
         assert!(matches!(parse("A=%4"), Err(ApiError::MalformedQueryString)));
-        assert!(matches!(parse("A=%ff%fe"), Err(ApiError::MalformedQueryString)));
+        assert!(matches!(
+            parse("A=%ff%fe"),
+            Err(ApiError::MalformedQueryString)
+        ));
         let mut p = Params::default();
         assert!(p.extend_from_form(b"A=\xff").is_err());
     }

@@ -77,6 +77,17 @@ impl Checks {
         }
     }
 
+    /// One of an enumeration's values.
+    pub fn one_of(&mut self, member: &str, value: &str, allowed: &[&str]) {
+        if !allowed.contains(&value) {
+            self.violation(
+                Some(value),
+                member,
+                &format!("satisfy enum value set: [{}]", allowed.join(", ")),
+            );
+        }
+    }
+
     /// A value within `min..=max`.
     pub fn range(&mut self, member: &str, value: i64, min: i64, max: i64) {
         let text = value.to_string();
@@ -150,6 +161,16 @@ mod tests {
     }
 
     #[test]
+    fn enum_clause() {
+        let mut c = Checks::new();
+        c.one_of("status", "On", &["Active", "Inactive"]);
+        assert_eq!(
+            c.finish().unwrap_err().to_string(),
+            "1 validation error detected: Value 'On' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Inactive]"
+        );
+    }
+
+    #[test]
     fn null_clause() {
         let mut c = Checks::new();
         assert!(c.required("userName", None).is_none());
@@ -178,7 +199,11 @@ mod tests {
 
     #[test]
     fn character_classes() {
-        assert!("arn:aws:iam::123456789012:mfa/a_b+c=d,e.f@g-h".chars().all(is_serial_char));
+        assert!(
+            "arn:aws:iam::123456789012:mfa/a_b+c=d,e.f@g-h"
+                .chars()
+                .all(is_serial_char)
+        );
         assert!(!is_serial_char(' '));
         assert!(!is_name_char('/'));
         assert!(!is_name_char('é'));

@@ -41,20 +41,63 @@ impl AmzDate {
         {
             return None;
         }
-        let unix = days_from_civil(year, month, day) * SECS_PER_DAY + hour * 3600 + minute * 60 + second;
+        let unix =
+            days_from_civil(year, month, day) * SECS_PER_DAY + hour * 3600 + minute * 60 + second;
         Some(Self {
             unix,
             basic: text.to_owned(),
         })
     }
 
-    /// Parses an HTTP `Date` header (RFC 1123, or the obsolete RFC 850 / asctime forms that
-    /// `httpdate` also accepts), the fallback when a request carries no `X-Amz-Date`.
+    /// Parses an HTTP `Date` header, the fallback when a request carries no `X-Amz-Date`:
+    /// RFC 1123 (`Sun, 06 Nov 1994 08:49:37 GMT`), or the obsolete RFC 850 / asctime forms via
+    /// `httpdate`.
+    ///
+    /// The RFC 1123 form is read here rather than by `httpdate` so that a weekday that does
+    /// not match the date is tolerated: the weekday is redundant, and the AWS test suite's own
+    /// `Date: Mon, 09 Sep 2011 23:36:00 GMT` (a Friday) is signed with it.
     #[must_use]
     pub fn parse_http_date(text: &str) -> Option<Self> {
+        if let Some(date) = Self::parse_rfc1123(text) {
+            return Some(date);
+        }
         let time = httpdate::parse_http_date(text).ok()?;
         let secs = time.duration_since(UNIX_EPOCH).ok()?.as_secs();
         Some(Self::from_unix(i64::try_from(secs).ok()?))
+    }
+
+    /// `Ddd, DD Mon YYYY HH:MM:SS GMT`, any weekday name accepted.
+    fn parse_rfc1123(text: &str) -> Option<Self> {
+        let b = text.as_bytes();
+        const WEEKDAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+        const MONTHS: [&[u8]; 12] = [
+            b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+            b"Dec",
+        ];
+        if b.len() != 29
+            || !WEEKDAYS.contains(&b.get(..3)?)
+            || b.get(3..5)? != b", "
+            || b.get(7) != Some(&b' ')
+            || b.get(11) != Some(&b' ')
+            || b.get(16) != Some(&b' ')
+            || b.get(19) != Some(&b':')
+            || b.get(22) != Some(&b':')
+            || b.get(25..)? != b" GMT"
+        {
+            return None;
+        }
+        let month_name = b.get(8..11)?;
+        let month = MONTHS.iter().position(|m| *m == month_name)?;
+        let basic = format!(
+            "{}{:02}{}T{}{}{}Z",
+            text.get(12..16)?,
+            month + 1,
+            text.get(5..7)?,
+            text.get(17..19)?,
+            text.get(20..22)?,
+            text.get(23..25)?,
+        );
+        Self::parse_basic(&basic)
     }
 
     /// The timestamp for `unix` seconds since the epoch.
@@ -115,9 +158,11 @@ fn split(unix: i64) -> (i64, i64, i64, i64, i64, i64) {
 
 /// ASCII digits `b[start..start + len]` as a number; `None` on any other byte.
 fn digits(b: &[u8], start: usize, len: usize) -> Option<i64> {
-    b.get(start..start + len)?.iter().try_fold(0_i64, |acc, &c| {
-        c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
-    })
+    b.get(start..start + len)?
+        .iter()
+        .try_fold(0_i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
 }
 
 fn is_leap(year: i64) -> bool {
@@ -203,7 +248,10 @@ mod tests {
         assert_eq!(d.unix(), 1_440_938_160);
         assert_eq!(d.basic(), "20150830T123600Z");
         assert_eq!(d.date8(), "20150830");
-        assert_eq!(AmzDate::parse_basic("20000229T235959Z").unwrap().unix(), 951_868_799);
+        assert_eq!(
+            AmzDate::parse_basic("20000229T235959Z").unwrap().unix(),
+            951_868_799
+        );
         assert_eq!(AmzDate::from_unix(1_440_938_160), d);
     }
 
@@ -234,10 +282,34 @@ mod tests {
 
     #[test]
     fn parses_http_date_fallback() {
-        let d = AmzDate::parse_http_date("Mon, 09 Sep 2011 23:36:00 GMT").unwrap();
+        let d = AmzDate::parse_http_date("Fri, 09 Sep 2011 23:36:00 GMT").unwrap();
         assert_eq!(d.basic(), "20110909T233600Z");
         assert_eq!(d.date8(), "20110909");
-        assert_eq!(AmzDate::parse_http_date("yesterday"), None);
-        assert_eq!(AmzDate::parse_http_date(""), None);
+        // The test suite's wrong weekday is tolerated.
+        assert_eq!(
+            AmzDate::parse_http_date("Mon, 09 Sep 2011 23:36:00 GMT"),
+            Some(d.clone())
+        );
+        // Obsolete forms, through httpdate.
+        assert_eq!(
+            AmzDate::parse_http_date("Friday, 09-Sep-11 23:36:00 GMT"),
+            Some(d.clone())
+        );
+        assert_eq!(
+            AmzDate::parse_http_date("Fri Sep  9 23:36:00 2011"),
+            Some(d)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "Fri, 31 Sep 2011 23:36:00 GMT",
+            "Fri, 09 Sep 2011 24:36:00 GMT",
+            "Fri, 09 Sep 2011 23:36:00 UTC",
+            "Xyz, 09 Sep 2011 23:36:00 GMT",
+            "Fri, 09 Sept 2011 23:36:00 GMT",
+            "Fri,\u{a0}09 Sep 2011 23:36:00 GMT",
+        ] {
+            assert_eq!(AmzDate::parse_http_date(bad), None, "{bad:?}");
+        }
     }
 }

@@ -45,11 +45,15 @@ pub enum SigV4Error {
     /// Both an `Authorization` header and an `X-Amz-Algorithm` query parameter were sent
     /// (DynamoDB's text, as mirrored by mhart/dynalite; InvalidSignatureException is the JSON
     /// name of SignatureDoesNotMatch).
-    #[error("Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header.")]
+    #[error(
+        "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header."
+    )]
     BothAuthForms,
 
     /// A component of the `Authorization` header has no `=` (obs boto/boto3#2280).
-    #[error("'{part}' not a valid key=value pair (missing equal-sign) in Authorization header: '{header}'.")]
+    #[error(
+        "'{part}' not a valid key=value pair (missing equal-sign) in Authorization header: '{header}'."
+    )]
     MissingEqualSign {
         /// The offending component.
         part: String,
@@ -88,7 +92,9 @@ pub enum SigV4Error {
 
     /// The request date (`X-Amz-Date`, else `Date`) cannot be parsed
     /// (dacut/scratchstack-aws-signature).
-    #[error("Date must be in ISO-8601 'basic format'. Got '{value}'. See http://en.wikipedia.org/wiki/ISO_8601")]
+    #[error(
+        "Date must be in ISO-8601 'basic format'. Got '{value}'. See http://en.wikipedia.org/wiki/ISO_8601"
+    )]
     MalformedDate {
         /// The date as sent.
         value: String,
@@ -241,12 +247,6 @@ pub struct MissingQueryParams {
     pub date: bool,
 }
 
-impl MissingQueryParams {
-    pub(super) fn any(&self) -> bool {
-        self.algorithm || self.credential || self.signature || self.signed_headers || self.date
-    }
-}
-
 impl fmt::Display for MissingQueryParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (missing, param) in [
@@ -280,20 +280,32 @@ pub struct ScopeMismatch {
 
 impl ScopeMismatch {
     pub(super) fn any(&self) -> bool {
-        self.region.is_some() || self.expected_service.is_some() || self.terminator.is_some() || self.date.is_some()
+        self.region.is_some()
+            || self.expected_service.is_some()
+            || self.terminator.is_some()
+            || self.date.is_some()
     }
 }
 
 impl fmt::Display for ScopeMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(region) = &self.region {
-            write!(f, "Credential should be scoped to a valid region, not '{region}'. ")?;
+            write!(
+                f,
+                "Credential should be scoped to a valid region, not '{region}'. "
+            )?;
         }
         if let Some(service) = &self.expected_service {
-            write!(f, "Credential should be scoped to correct service: '{service}'. ")?;
+            write!(
+                f,
+                "Credential should be scoped to correct service: '{service}'. "
+            )?;
         }
         if let Some(terminator) = &self.terminator {
-            write!(f, "Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'. ")?;
+            write!(
+                f,
+                "Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'. "
+            )?;
         }
         if let Some((scope, expected, request)) = &self.date {
             write!(

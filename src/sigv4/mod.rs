@@ -31,8 +31,8 @@ mod tests;
 use std::fmt;
 
 pub use error::{
-    MissingAuthorizationParts, MissingQueryParams, SIGNATURE_MISMATCH_MESSAGE, ScopeMismatch, SigV4Error,
-    SigV4ErrorKind,
+    MissingAuthorizationParts, MissingQueryParams, SIGNATURE_MISMATCH_MESSAGE, ScopeMismatch,
+    SigV4Error, SigV4ErrorKind,
 };
 pub use parse::parse;
 pub use scope::{ScopePolicy, check_scope_and_time};
@@ -82,8 +82,8 @@ impl fmt::Debug for HttpRequest<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_list()
                     .entries(self.0.iter().map(|(n, v)| {
-                        let sensitive =
-                            n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("x-amz-security-token");
+                        let sensitive = n.eq_ignore_ascii_case("authorization")
+                            || n.eq_ignore_ascii_case("x-amz-security-token");
                         let shown = if sensitive {
                             "<redacted>".into()
                         } else {
@@ -132,7 +132,10 @@ impl CredentialScope {
     /// `YYYYMMDD/region/service/terminator`, as it appears in the string to sign.
     #[must_use]
     pub fn scope_string(&self) -> String {
-        format!("{}/{}/{}/{}", self.date, self.region, self.service, self.terminator)
+        format!(
+            "{}/{}/{}/{}",
+            self.date, self.region, self.service, self.terminator
+        )
     }
 }
 
@@ -162,7 +165,10 @@ impl fmt::Debug for SignedRequest {
             .field("signed_headers", &self.signed_headers)
             .field("signature", &hex::encode(self.signature))
             .field("date", &self.date.basic())
-            .field("security_token", &self.security_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

@@ -11,8 +11,8 @@ use std::borrow::Cow;
 
 use super::date::AmzDate;
 use super::{
-    ALGORITHM, AuthForm, CredentialScope, HttpRequest, MissingAuthorizationParts, MissingQueryParams, SigV4Error,
-    SignedRequest, percent,
+    ALGORITHM, AuthForm, CredentialScope, HttpRequest, MissingAuthorizationParts,
+    MissingQueryParams, SigV4Error, SignedRequest, percent,
 };
 
 /// Reads the request's SigV4 data.
@@ -24,7 +24,8 @@ use super::{
 /// Any malformed authentication data, as the [`SigV4Error`] AWS would report.
 pub fn parse(req: &HttpRequest<'_>) -> Result<Option<SignedRequest>, SigV4Error> {
     let authorization = req.first_header("authorization");
-    let presigned = percent::raw_pairs(req.query).any(|(name, _)| *percent::decode_form(name) == *b"X-Amz-Algorithm");
+    let presigned = percent::raw_pairs(req.query)
+        .any(|(name, _)| *percent::decode_form(name) == *b"X-Amz-Algorithm");
     match (authorization, presigned) {
         (Some(_), true) => Err(SigV4Error::BothAuthForms),
         (Some(value), false) => parse_header_form(req, value).map(Some),
@@ -154,7 +155,8 @@ fn lossy(bytes: &[u8]) -> Cow<'_, str> {
 }
 
 fn header_token(req: &HttpRequest<'_>) -> Option<String> {
-    req.first_header("x-amz-security-token").map(|v| lossy(v).into_owned())
+    req.first_header("x-amz-security-token")
+        .map(|v| lossy(v).into_owned())
 }
 
 fn query_token(req: &HttpRequest<'_>) -> Option<String> {
@@ -162,8 +164,15 @@ fn query_token(req: &HttpRequest<'_>) -> Option<String> {
 }
 
 fn finish(fields: Fields<'_>) -> Result<SignedRequest, SigV4Error> {
-    let signed_headers: Vec<String> = fields.signed_headers.split(';').map(str::to_owned).collect();
-    if !signed_headers.iter().any(|h| h == "host" || h == ":authority") {
+    let signed_headers: Vec<String> = fields
+        .signed_headers
+        .split(';')
+        .map(str::to_owned)
+        .collect();
+    if !signed_headers
+        .iter()
+        .any(|h| h == "host" || h == ":authority")
+    {
         return Err(SigV4Error::HostNotSigned);
     }
     let date = match fields.date {
@@ -190,14 +199,23 @@ fn finish(fields: Fields<'_>) -> Result<SignedRequest, SigV4Error> {
 
 fn parse_credential(credential: &str) -> Result<CredentialScope, SigV4Error> {
     let mut parts = credential.split('/');
-    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(akid), Some(date), Some(region), Some(service), Some(terminator), None) => Ok(CredentialScope {
-            access_key_id: akid.to_owned(),
-            date: date.to_owned(),
-            region: region.to_owned(),
-            service: service.to_owned(),
-            terminator: terminator.to_owned(),
-        }),
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(akid), Some(date), Some(region), Some(service), Some(terminator), None) => {
+            Ok(CredentialScope {
+                access_key_id: akid.to_owned(),
+                date: date.to_owned(),
+                region: region.to_owned(),
+                service: service.to_owned(),
+                terminator: terminator.to_owned(),
+            })
+        }
         _ => Err(SigV4Error::MalformedCredential {
             credential: credential.to_owned(),
         }),

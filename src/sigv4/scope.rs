@@ -25,7 +25,11 @@ pub struct ScopePolicy<'a> {
 ///
 /// [`SigV4Error::SignatureExpired`], [`SigV4Error::SignatureNotYetCurrent`] or
 /// [`SigV4Error::CredentialScope`].
-pub fn check_scope_and_time(signed: &SignedRequest, policy: &ScopePolicy<'_>, now_unix: i64) -> Result<(), SigV4Error> {
+pub fn check_scope_and_time(
+    signed: &SignedRequest,
+    policy: &ScopePolicy<'_>,
+    now_unix: i64,
+) -> Result<(), SigV4Error> {
     let skew = policy.max_skew_secs.max(0);
     let request = signed.date.unix();
     let earliest = now_unix.saturating_sub(skew);
@@ -54,7 +58,11 @@ pub fn check_scope_and_time(signed: &SignedRequest, policy: &ScopePolicy<'_>, no
         expected_service: (scope.service != policy.service).then(|| policy.service.to_owned()),
         terminator: (scope.terminator != TERMINATOR).then(|| scope.terminator.clone()),
         date: (scope.date != request_date8).then(|| {
-            (scope.date.clone(), request_date8.to_owned(), signed.date.basic().to_owned())
+            (
+                scope.date.clone(),
+                request_date8.to_owned(),
+                signed.date.basic().to_owned(),
+            )
         }),
     };
     if mismatch.any() {

@@ -43,7 +43,12 @@ pub(super) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 /// Derives `kSigning` for `date` (`YYYYMMDD`), `region` and `service`.
 #[must_use]
-pub fn derive_signing_key(secret_access_key: &[u8], date: &str, region: &str, service: &str) -> SigningKey {
+pub fn derive_signing_key(
+    secret_access_key: &[u8],
+    date: &str,
+    region: &str,
+    service: &str,
+) -> SigningKey {
     let mut secret = Vec::with_capacity(4 + secret_access_key.len());
     secret.extend_from_slice(b"AWS4");
     secret.extend_from_slice(secret_access_key);
@@ -61,8 +66,16 @@ pub fn derive_signing_key(secret_access_key: &[u8], date: &str, region: &str, se
 ///
 /// [`SigV4Error::HostNotSigned`], [`SigV4Error::PayloadHashMismatch`],
 /// [`SigV4Error::SignedHeaderMissing`] or [`SigV4Error::SignatureMismatch`].
-pub fn verify_signature(req: &HttpRequest<'_>, signed: &SignedRequest, key: &SigningKey) -> Result<(), SigV4Error> {
-    if !signed.signed_headers.iter().any(|h| h == "host" || h == ":authority") {
+pub fn verify_signature(
+    req: &HttpRequest<'_>,
+    signed: &SignedRequest,
+    key: &SigningKey,
+) -> Result<(), SigV4Error> {
+    if !signed
+        .signed_headers
+        .iter()
+        .any(|h| h == "host" || h == ":authority")
+    {
         return Err(SigV4Error::HostNotSigned);
     }
     let payload_hash = hex::encode(Sha256::digest(req.body));
@@ -94,7 +107,10 @@ mod tests {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         assert_eq!(
-            hex::encode(hmac_sha256(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First")),
+            hex::encode(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
     }
@@ -114,7 +130,12 @@ mod tests {
     fn derives_the_documented_signing_key() {
         // AWS General Reference, "Examples of how to derive a signing key for Signature Version 4"
         // (secret wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY, 20120215, us-east-1, iam).
-        let key = derive_signing_key(b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20120215", "us-east-1", "iam");
+        let key = derive_signing_key(
+            b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            "20120215",
+            "us-east-1",
+            "iam",
+        );
         assert_eq!(
             hex::encode(key.0),
             "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"

@@ -119,16 +119,14 @@ impl Store {
         schema::configure(&conn)?;
         schema::migrate(&conn)?;
         let bootstrap = initialise(&mut conn, &sealer, data_dir, clock.now_unix())?;
-        let account_id: String = conn.query_row(
-            "SELECT value FROM meta WHERE key = 'account_id'",
-            [],
-            |r| r.get(0),
-        )?;
-        let check: Vec<u8> = conn.query_row(
-            "SELECT value FROM meta WHERE key = 'seal_check'",
-            [],
-            |r| r.get(0),
-        )?;
+        let account_id: String =
+            conn.query_row("SELECT value FROM meta WHERE key = 'account_id'", [], |r| {
+                r.get(0)
+            })?;
+        let check: Vec<u8> =
+            conn.query_row("SELECT value FROM meta WHERE key = 'seal_check'", [], |r| {
+                r.get(0)
+            })?;
         sealer.open(SEAL_CHECK, &check).map_err(|_| {
             StoreError::DataDir(format!(
                 "the master key does not open {}; use the key this data dir was created with",
@@ -301,11 +299,9 @@ fn initialise(
 ) -> Result<Option<Bootstrap>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let existing: Option<String> = tx
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'account_id'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT value FROM meta WHERE key = 'account_id'", [], |r| {
+            r.get(0)
+        })
         .optional()?;
     if existing.is_some() {
         return Ok(None);

@@ -37,7 +37,13 @@ pub fn create_user(ctx: &mut WriteCtx<'_>, name: &str, path: &str) -> Result<Use
     };
     ctx.conn().execute(
         "INSERT INTO user(id, name, name_lc, path, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![user.id, user.name, name.to_lowercase(), user.path, user.created_at],
+        params![
+            user.id,
+            user.name,
+            name.to_lowercase(),
+            user.path,
+            user.created_at
+        ],
     )?;
     ctx.touch(&Changed::User(user.id.clone()))?;
     Ok(user)
@@ -191,7 +197,10 @@ pub fn list_users(
     ))?;
     let limit = i64::try_from(max_items.saturating_add(1)).unwrap_or(i64::MAX);
     let mut users = stmt
-        .query_map(params![marker.unwrap_or(""), path_prefix, limit], rows::user)?
+        .query_map(
+            params![marker.unwrap_or(""), path_prefix, limit],
+            rows::user,
+        )?
         .collect::<Result<Vec<_>, _>>()?;
     let next_marker = if users.len() > max_items {
         users.truncate(max_items);

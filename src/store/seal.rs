@@ -75,7 +75,9 @@ impl Sealer {
             Ok(text) => Self::new(&decode_key(&text)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 let key = Zeroizing::new(random_bytes::<32>().map_err(|_| SealError::Seal)?);
-                let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(key.as_slice()));
+                let text = Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD.encode(key.as_slice()),
+                );
                 write_private(&path, text.as_bytes()).map_err(io)?;
                 Self::new(&key)
             }
@@ -147,8 +149,14 @@ mod tests {
         let s = Sealer::new(&[7u8; 32]).unwrap();
         let sealed = s.seal("access_key:AKIA1", b"secret").unwrap();
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        assert_eq!(s.open("access_key:AKIA1", &sealed).unwrap().as_slice(), b"secret");
-        assert!(matches!(s.open("access_key:AKIA2", &sealed), Err(SealError::Open)));
+        assert_eq!(
+            s.open("access_key:AKIA1", &sealed).unwrap().as_slice(),
+            b"secret"
+        );
+        assert!(matches!(
+            s.open("access_key:AKIA2", &sealed),
+            Err(SealError::Open)
+        ));
         let other = Sealer::new(&[8u8; 32]).unwrap();
         assert!(other.open("access_key:AKIA1", &sealed).is_err());
         let mut tampered = sealed.clone();
@@ -176,7 +184,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = fs::metadata(dir.join(MASTER_KEY_FILE)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.join(MASTER_KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         fs::remove_dir_all(&dir).unwrap();

@@ -1,0 +1,264 @@
+//! Operator commands that act on the store directly (the seed's "console only" paths): import
+//! hardware TOTP seeds, register FIDO security keys, enable or deactivate MFA devices of the
+//! root user. They write through the same operations as the API, and a running broker picks the
+//! changes up from `change_log` within its poll interval, without a restart.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::audit::{AuditEvent, Outcome};
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::mfa::base32;
+use crate::mfa::totp::TokenCode;
+use crate::protocol::validate::{is_name_char, is_serial_char};
+use crate::store::model::Owner;
+use crate::store::ops::{self, CodeCheck};
+use crate::store::{Store, StoreError, StoreOptions};
+
+/// Why an admin command failed.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The input is not acceptable; nothing was changed.
+    #[error("{0}")]
+    Input(String),
+    /// The store refused or failed; nothing was changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An open store for admin commands.
+pub struct Admin {
+    store: Store,
+    config: Config,
+    clock: SharedClock,
+}
+
+impl Admin {
+    /// Opens the data dir of `config` (created on first use, like `serve`).
+    pub fn open(config: Config, clock: SharedClock) -> Result<Self, AdminError> {
+        let (store, bootstrap) = Store::open(
+            &config.data_dir,
+            Arc::clone(&clock),
+            StoreOptions {
+                load_index: false,
+                audit: config.audit.clone(),
+                poll: Duration::from_millis(config.change_poll_millis),
+            },
+        )?;
+        if let Some(b) = bootstrap {
+            eprintln!(
+                "created a new account; root credentials written to {}",
+                b.credentials_file.display()
+            );
+        }
+        Ok(Self {
+            store,
+            config,
+            clock,
+        })
+    }
+
+    fn audit(
+        &self,
+        action: &str,
+        serial: Option<&str>,
+        target: Option<&str>,
+        ok: bool,
+        reason: Option<&str>,
+    ) {
+        let outcome = if ok {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        let mut e = AuditEvent::new(
+            self.clock.now_unix(),
+            "admin",
+            self.store.account_id(),
+            action,
+            outcome,
+        );
+        e.principal = Some("operator");
+        e.serial = serial;
+        e.target_user = target;
+        e.reason = reason;
+        self.store.audit(e.to_line());
+    }
+
+    /// Imports `serial,base32seed` rows (blank lines, `#` comments and a `serial,…` header are
+    /// skipped), all or nothing. Returns the number imported.
+    pub fn import_hardware(&self, file: &Path) -> Result<usize, AdminError> {
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(file)
+                .map_err(|e| AdminError::Input(format!("{}: {e}", file.display())))?,
+        );
+        let mut rows = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (serial, seed) = line.split_once(',').ok_or_else(|| {
+                AdminError::Input(format!("line {}: expected serial,base32seed", n + 1))
+            })?;
+            let (serial, seed) = (serial.trim(), seed.trim());
+            if n == 0 && serial.eq_ignore_ascii_case("serial") {
+                continue;
+            }
+            if !(9..=256).contains(&serial.len()) || !serial.chars().all(is_serial_char) {
+                return Err(AdminError::Input(format!(
+                    "line {}: serial must be 9-256 characters of [\\w+=/:,.@-]",
+                    n + 1
+                )));
+            }
+            if serial.starts_with("arn:") {
+                return Err(AdminError::Input(format!(
+                    "line {}: hardware serials are vendor serials, not ARNs",
+                    n + 1
+                )));
+            }
+            let seed = zeroize::Zeroizing::new(base32::decode(seed).map_err(|e| {
+                AdminError::Input(format!("line {}: seed is not base32: {e}", n + 1))
+            })?);
+            rows.push((serial.to_owned(), seed));
+        }
+        let count = rows.len();
+        let result = self.store.write_blocking(move |w| {
+            for (serial, seed) in &rows {
+                ops::import_hardware_device(w, serial, seed).map_err(|e| match e {
+                    StoreError::DeviceExists => StoreError::WrongDeviceKind(format!(
+                        "{serial}: a device with this serial already exists"
+                    )),
+                    other => other,
+                })?;
+            }
+            Ok(rows.into_iter().map(|(s, _)| s).collect::<Vec<_>>())
+        });
+        match result {
+            Ok(serials) => {
+                for s in &serials {
+                    self.audit("ImportHardwareMFADevice", Some(s), None, true, None);
+                }
+                Ok(count)
+            }
+            Err(e) => {
+                self.audit(
+                    "ImportHardwareMFADevice",
+                    None,
+                    None,
+                    false,
+                    Some("rejected"),
+                );
+                Err(e.into())
+            }
+        }
+    }
+
+    fn owner_by_name(&self, name: &str) -> Result<Owner, AdminError> {
+        if name.eq_ignore_ascii_case("root") {
+            return Ok(Owner::Root);
+        }
+        let name = name.to_owned();
+        let user = self.store.write_blocking(move |w| {
+            crate::store::rows::user_by_name(w.conn(), &name)?.ok_or(StoreError::NoSuchUser(name))
+        })?;
+        Ok(Owner::User(user.id))
+    }
+
+    /// Registers a FIDO security key for a user (or `root`); returns its serial.
+    pub fn register_fido(
+        &self,
+        user: &str,
+        key_name: &str,
+        credential_id: &str,
+        public_key: &str,
+    ) -> Result<String, AdminError> {
+        let b64url = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+        };
+        if !b64url(credential_id) || !b64url(public_key) {
+            return Err(AdminError::Input(
+                "credential id and public key must be base64url".into(),
+            ));
+        }
+        if key_name.is_empty() || key_name.len() > 64 || !key_name.chars().all(is_name_char) {
+            return Err(AdminError::Input(
+                "key name must be 1-64 characters of [\\w+=,.@-]".into(),
+            ));
+        }
+        let owner = self.owner_by_name(user)?;
+        let (u, k, c, p) = (
+            user.to_owned(),
+            key_name.to_owned(),
+            credential_id.to_owned(),
+            public_key.to_owned(),
+        );
+        let max = self.config.max_mfa_devices_per_user;
+        let result = self
+            .store
+            .write_blocking(move |w| ops::register_fido_key(w, &owner, &u, &k, &c, &p, max));
+        self.audit(
+            "RegisterFIDOSecurityKey",
+            result.as_deref().ok(),
+            Some(user),
+            result.is_ok(),
+            None,
+        );
+        Ok(result?)
+    }
+
+    /// Enables an unassigned virtual or hardware device for the root user with two consecutive
+    /// codes.
+    pub fn enable_root(&self, serial: &str, code1: &str, code2: &str) -> Result<(), AdminError> {
+        let codes = TokenCode::parse(code1)
+            .zip(TokenCode::parse(code2))
+            .ok_or_else(|| AdminError::Input("codes must be six digits each".into()))?;
+        let check = CodeCheck {
+            window: self.config.mfa_resync_window,
+        };
+        let max = self.config.max_mfa_devices_per_user;
+        let s = serial.to_owned();
+        let result = self
+            .store
+            .write_blocking(move |w| ops::enable_device(w, &s, &Owner::Root, codes, check, max));
+        self.audit(
+            "EnableMFADevice",
+            Some(serial),
+            Some("root"),
+            result.is_ok(),
+            None,
+        );
+        result.map(|_| ()).map_err(Into::into)
+    }
+
+    /// Deactivates a device whoever holds it (root's included).
+    pub fn deactivate(&self, serial: &str) -> Result<(), AdminError> {
+        let s = serial.to_owned();
+        let result = self.store.write_blocking(move |w| {
+            let device = crate::store::rows::device_by_serial(w.conn(), w.sealer, &s)?
+                .ok_or_else(|| StoreError::NoSuchDevice(s.clone()))?;
+            let owner = device
+                .assigned_to
+                .ok_or_else(|| StoreError::NoSuchDevice(s.clone()))?;
+            ops::deactivate_device(w, &s, &owner).map(|_| ())
+        });
+        self.audit(
+            "DeactivateMFADevice",
+            Some(serial),
+            None,
+            result.is_ok(),
+            None,
+        );
+        result.map_err(Into::into)
+    }
+
+    /// Flushes and stops the store.
+    pub fn close(self) {
+        self.store.close();
+    }
+}

@@ -1,0 +1,191 @@
+//! IAM actions (`Version=2010-05-08`): the subset that manages users, access keys and MFA
+//! devices with the AWS CLI. Root may do everything; an IAM user manages only its own keys and
+//! devices (contract §6, seed). Session credentials reach IAM only when they carry MFA (§7).
+
+mod access_keys;
+mod mfa_devices;
+mod users;
+
+use std::sync::Arc;
+
+use crate::app::RequestCtx;
+use crate::audit::{AuditEvent, Outcome};
+use crate::auth::Principal;
+use crate::protocol::Service;
+use crate::protocol::error::ApiError;
+use crate::protocol::validate::{Checks, is_name_char, parse_int};
+use crate::protocol::xml::XmlWriter;
+use crate::sigv4::date::format_iso8601;
+use crate::store::StoreError;
+use crate::store::model::{Owner, User};
+
+/// Runs an IAM action; returns the XML body.
+pub async fn dispatch(ctx: &RequestCtx<'_>, action: &str) -> Result<String, ApiError> {
+    // GetSessionToken credentials without MFA cannot call IAM at all.
+    if ctx.caller.session.is_some() && !ctx.caller.has_mfa() {
+        return Err(ApiError::InvalidClientTokenId);
+    }
+    match action {
+        "CreateUser" => users::create(ctx).await,
+        "GetUser" => users::get(ctx),
+        "ListUsers" => users::list(ctx).await,
+        "DeleteUser" => users::delete(ctx).await,
+        "CreateAccessKey" => access_keys::create(ctx).await,
+        "ListAccessKeys" => access_keys::list(ctx).await,
+        "UpdateAccessKey" => access_keys::update(ctx).await,
+        "DeleteAccessKey" => access_keys::delete(ctx).await,
+        "CreateVirtualMFADevice" => mfa_devices::create_virtual(ctx).await,
+        "EnableMFADevice" => mfa_devices::enable(ctx).await,
+        "ResyncMFADevice" => mfa_devices::resync(ctx).await,
+        "DeactivateMFADevice" => mfa_devices::deactivate(ctx).await,
+        "DeleteVirtualMFADevice" => mfa_devices::delete_virtual(ctx).await,
+        "ListMFADevices" => mfa_devices::list(ctx).await,
+        "ListVirtualMFADevices" => mfa_devices::list_virtual(ctx).await,
+        "GetMFADevice" => mfa_devices::get(ctx),
+        _ => Err(ApiError::InvalidAction {
+            action: action.to_owned(),
+            version: Service::Iam.version().to_owned(),
+        }),
+    }
+}
+
+/// Whom a call is about.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// The account root user.
+    Root,
+    /// An IAM user.
+    User(Arc<User>),
+}
+
+impl Target {
+    /// As a store owner.
+    pub fn owner(&self) -> Owner {
+        match self {
+            Self::Root => Owner::Root,
+            Self::User(u) => Owner::User(u.id.clone()),
+        }
+    }
+
+    /// The user name, unless root.
+    pub fn user_name(&self) -> Option<&str> {
+        match self {
+            Self::Root => None,
+            Self::User(u) => Some(&u.name),
+        }
+    }
+}
+
+/// `arn:aws:iam::ACCOUNT:user/NAME` for error texts about a user the caller may not see.
+fn user_arn_for(ctx: &RequestCtx<'_>, name: &str) -> String {
+    format!("arn:aws:iam::{}:user/{name}", ctx.account())
+}
+
+/// Refuses IAM users: only root may call `action` on `resource`.
+fn require_root(ctx: &RequestCtx<'_>, action: &str, resource: &str) -> Result<(), ApiError> {
+    match ctx.caller.principal {
+        Principal::Root => Ok(()),
+        Principal::User(_) => Err(ApiError::not_authorized(&ctx.caller_arn, action, resource)),
+    }
+}
+
+/// The identity named by `UserName`, or the caller when it is absent. An IAM user may only name
+/// itself; root may name any user (NoSuchEntity when there is none).
+fn resolve_target(
+    ctx: &RequestCtx<'_>,
+    action: &str,
+    user_name: Option<&str>,
+) -> Result<Target, ApiError> {
+    let index = ctx.state.index()?;
+    match (&ctx.caller.principal, user_name) {
+        (Principal::Root, None) => Ok(Target::Root),
+        (Principal::User(me), None) => Ok(Target::User(Arc::clone(me))),
+        (Principal::User(me), Some(name)) => {
+            if me.name.eq_ignore_ascii_case(name) {
+                Ok(Target::User(Arc::clone(me)))
+            } else {
+                Err(ApiError::not_authorized(
+                    &ctx.caller_arn,
+                    action,
+                    &user_arn_for(ctx, name),
+                ))
+            }
+        }
+        (Principal::Root, Some(name)) => index
+            .user_by_name(name)
+            .map(Target::User)
+            .ok_or_else(|| StoreError::NoSuchUser(name.to_owned()).into()),
+    }
+}
+
+/// Checks an existing-user `UserName` parameter (1–128, `[\w+=,.@-]+`).
+fn check_user_name(checks: &mut Checks, member: &str, name: Option<&str>) {
+    if let Some(n) = name {
+        checks.length(member, n, 1, 128);
+        checks.pattern(member, n, "[\\w+=,.@-]+", is_name_char);
+    }
+}
+
+/// `MaxItems` (1–1000, default 100) and `Marker` (1–320).
+fn paging(ctx: &RequestCtx<'_>, checks: &mut Checks) -> Result<(usize, Option<String>), ApiError> {
+    let max = ctx.params.get("MaxItems").map(parse_int).transpose()?;
+    if let Some(m) = max {
+        checks.range("maxItems", m, 1, 1000);
+    }
+    let marker = ctx.params.get("Marker");
+    if let Some(m) = marker {
+        checks.length("marker", m, 1, 320);
+    }
+    let max = usize::try_from(max.unwrap_or(100).clamp(1, 1000)).unwrap_or(100);
+    Ok((max, marker.map(str::to_owned)))
+}
+
+/// Writes a `User` structure.
+fn write_user(w: &mut XmlWriter, tag: &str, user: &User, account: &str) {
+    w.open(tag)
+        .leaf("Path", &user.path)
+        .leaf("UserName", &user.name)
+        .leaf("UserId", &user.id)
+        .leaf("Arn", &user.arn(account))
+        .leaf("CreateDate", &format_iso8601(user.created_at))
+        .close(tag);
+}
+
+/// Writes `IsTruncated` and, when truncated, `Marker`.
+fn write_truncation(w: &mut XmlWriter, next_marker: Option<&str>) {
+    w.leaf(
+        "IsTruncated",
+        if next_marker.is_some() {
+            "true"
+        } else {
+            "false"
+        },
+    )
+    .leaf_opt("Marker", next_marker);
+}
+
+/// An audit record of an IAM change by this request.
+fn audit(
+    ctx: &RequestCtx<'_>,
+    action: &str,
+    serial: Option<&str>,
+    target_user: Option<&str>,
+    result: Result<(), &ApiError>,
+) {
+    let outcome = if result.is_ok() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    let mut e = AuditEvent::new(ctx.now, ctx.request_id, ctx.account(), action, outcome);
+    e.principal = Some(&ctx.caller_arn);
+    e.access_key_id = Some(&ctx.caller.access_key_id);
+    e.serial = serial;
+    e.target_user = target_user;
+    e.source_ip = Some(ctx.source_ip);
+    e.mfa_authenticated = Some(ctx.caller.has_mfa());
+    if let Err(err) = result {
+        e.error_code = Some(err.code());
+    }
+    ctx.state.store.audit(e.to_line());
+}
