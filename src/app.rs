@@ -182,10 +182,11 @@ where
         .map(|(n, v)| (n.as_str(), v.as_bytes()))
         .collect();
     let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(a) = authority.as_deref() {
-            headers.push(("host", a.as_bytes()));
-        }
+    if let Some(a) = authority
+        .as_deref()
+        .filter(|_| !parts.headers.contains_key(header::HOST))
+    {
+        headers.push(("host", a.as_bytes()));
     }
     let http_req = HttpRequest {
         method: parts.method.as_str(),

@@ -62,7 +62,10 @@ pub(super) fn push_canonical_query(out: &mut Vec<u8>, raw_query: &str, skip_sign
             if skip_signature && *name == *b"X-Amz-Signature" {
                 return None;
             }
-            Some((percent::encode(&name), percent::encode(&percent::decode_form(value))))
+            Some((
+                percent::encode(&name),
+                percent::encode(&percent::decode_form(value)),
+            ))
         })
         .collect();
     pairs.sort_unstable();
@@ -95,7 +98,11 @@ fn push_trimmed(out: &mut Vec<u8>, value: &[u8]) {
 }
 
 /// Appends one `name:value1,value2\n` line per signed header.
-fn push_canonical_headers(out: &mut Vec<u8>, req: &HttpRequest<'_>, signed_headers: &[String]) -> Result<(), SigV4Error> {
+fn push_canonical_headers(
+    out: &mut Vec<u8>,
+    req: &HttpRequest<'_>,
+    signed_headers: &[String],
+) -> Result<(), SigV4Error> {
     for name in signed_headers {
         let mut values = req.header_values(name).peekable();
         if values.peek().is_none() {
@@ -126,7 +133,11 @@ pub(super) fn canonical_request(
     out.push(b'\n');
     push_canonical_uri(&mut out, req.path);
     out.push(b'\n');
-    push_canonical_query(&mut out, req.query, signed.form == super::AuthForm::Presigned);
+    push_canonical_query(
+        &mut out,
+        req.query,
+        signed.form == super::AuthForm::Presigned,
+    );
     out.push(b'\n');
     push_canonical_headers(&mut out, req, &signed.signed_headers)?;
     out.push(b'\n');
@@ -139,7 +150,12 @@ pub(super) fn canonical_request(
 /// `AWS4-HMAC-SHA256\n<basic date>\n<scope>\n<hex sha256(canonical request)>`.
 pub(super) fn string_to_sign(signed: &SignedRequest, canonical_request: &[u8]) -> Vec<u8> {
     let hash = hex::encode(Sha256::digest(canonical_request));
-    format!("{ALGORITHM}\n{}\n{}\n{hash}", signed.date.basic(), signed.scope.scope_string()).into_bytes()
+    format!(
+        "{ALGORITHM}\n{}\n{}\n{hash}",
+        signed.date.basic(),
+        signed.scope.scope_string()
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]
@@ -211,7 +227,10 @@ mod tests {
         ] {
             assert_eq!(query(raw, false), want, "{raw:?}");
         }
-        assert_eq!(query("X-Amz-Signature=abc&x=1&X%2DAmz-Signature=d", true), "x=1");
+        assert_eq!(
+            query("X-Amz-Signature=abc&x=1&X%2DAmz-Signature=d", true),
+            "x=1"
+        );
     }
 
     #[test]

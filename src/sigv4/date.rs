@@ -11,7 +11,7 @@ use std::time::UNIX_EPOCH;
 const SECS_PER_DAY: i64 = 86_400;
 
 /// A request timestamp: whole seconds since the Unix epoch plus the basic-format text that goes
-/// into the string to sign. Only a valid date can be constructed.
+/// into the string to sign. Built only by parsing a valid date or from a Unix time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AmzDate {
     unix: i64,

@@ -152,7 +152,7 @@ pub enum SigV4Error {
 
     /// The credential scope names a wrong region, service, terminator or date.
     #[error("{0}")]
-    CredentialScope(ScopeMismatch),
+    CredentialScope(Box<ScopeMismatch>),
 
     /// The signature is well-formed but not the one the request and key produce.
     #[error("{}", SIGNATURE_MISMATCH_MESSAGE)]
@@ -206,12 +206,6 @@ pub struct MissingAuthorizationParts {
     pub date: bool,
     /// The `Authorization` header value as sent.
     pub header: String,
-}
-
-impl MissingAuthorizationParts {
-    pub(super) fn any(&self) -> bool {
-        self.credential || self.signature || self.signed_headers || self.date
-    }
 }
 
 impl fmt::Display for MissingAuthorizationParts {

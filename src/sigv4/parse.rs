@@ -74,33 +74,32 @@ fn parse_header_form(req: &HttpRequest<'_>, value: &[u8]) -> Result<SignedReques
         }
     }
 
-    let amz_date = req.first_header("x-amz-date");
-    let http_date = req.first_header("date");
-    let missing = MissingAuthorizationParts {
-        credential: credential.is_none(),
-        signature: signature.is_none(),
-        signed_headers: signed_headers.is_none(),
-        date: amz_date.is_none() && http_date.is_none(),
-        header: header.to_owned(),
+    // X-Amz-Date wins over Date; the text is only copied when an error needs it.
+    let amz_date = req.first_header("x-amz-date").map(lossy);
+    let http_date = req.first_header("date").map(lossy);
+    let date = match (&amz_date, &http_date) {
+        (Some(d), _) => Some(DateSource::AmzDate(d)),
+        (None, Some(d)) => Some(DateSource::HttpDate(d)),
+        (None, None) => None,
     };
-    let (Some(credential), Some(signature), Some(signed_headers), false) =
-        (credential, signature, signed_headers, missing.any())
+    let (Some(credential), Some(signature), Some(signed_headers), Some(date)) =
+        (credential, signature, signed_headers, date)
     else {
-        return Err(SigV4Error::IncompleteAuthorization(missing));
+        return Err(SigV4Error::IncompleteAuthorization(
+            MissingAuthorizationParts {
+                credential: credential.is_none(),
+                signature: signature.is_none(),
+                signed_headers: signed_headers.is_none(),
+                date: amz_date.is_none() && http_date.is_none(),
+                header: header.to_owned(),
+            },
+        ));
     };
     if algorithm != ALGORITHM {
         return Err(SigV4Error::UnsupportedAlgorithm {
             algorithm: algorithm.to_owned(),
         });
     }
-
-    let amz_date = amz_date.map(String::from_utf8_lossy);
-    let http_date = http_date.map(String::from_utf8_lossy);
-    let date = match (&amz_date, &http_date) {
-        (Some(d), _) => DateSource::AmzDate(d),
-        (None, Some(d)) => DateSource::HttpDate(d),
-        (None, None) => return Err(SigV4Error::IncompleteAuthorization(missing)),
-    };
     let security_token = header_token(req).or_else(|| query_token(req));
     finish(Fields {
         form: AuthForm::Header,

@@ -66,7 +66,7 @@ pub fn check_scope_and_time(
         }),
     };
     if mismatch.any() {
-        return Err(SigV4Error::CredentialScope(mismatch));
+        return Err(SigV4Error::CredentialScope(Box::new(mismatch)));
     }
     Ok(())
 }

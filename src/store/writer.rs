@@ -163,11 +163,15 @@ impl Writer {
         self.audit.flush();
     }
 
-    /// Between batches: pick up other processes' changes, prune the change log now and then.
-    fn idle(&mut self) {
+    fn refresh_or_log(&mut self) {
         if let Err(e) = self.apply_changes() {
             tracing::error!(error = %e, "refreshing the index from change_log failed");
         }
+    }
+
+    /// Between batches: pick up other processes' changes, prune the change log now and then.
+    fn idle(&mut self) {
+        self.refresh_or_log();
         self.polls_since_prune += 1;
         if self.polls_since_prune >= 600 {
             self.polls_since_prune = 0;
@@ -204,9 +208,7 @@ impl Writer {
             self.commit_writes(writes, &mut completions)
         };
         if committed.is_ok() && !completions.is_empty() {
-            if let Err(e) = self.apply_changes() {
-                tracing::error!(error = %e, "refreshing the index after a commit failed");
-            }
+            self.refresh_or_log();
         }
         for (ok, _, line) in &mut completions {
             if *ok && committed.is_ok() {

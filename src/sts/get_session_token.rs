@@ -298,9 +298,8 @@ mod tests {
         assert!(e.to_string().contains("at 'tokenCode'"));
         let e = parse(&params("TokenCode=12a456")).err().unwrap();
         assert!(e.to_string().contains("pattern: [\\d]*"));
-        let ok = parse(&params("SerialNumber=GAHT12345678&TokenCode=012345"))
-            .ok()
-            .unwrap();
+        let p = params("SerialNumber=GAHT12345678&TokenCode=012345");
+        let ok = parse(&p).ok().unwrap();
         assert!(ok.code.is_some());
     }
 

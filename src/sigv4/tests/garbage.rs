@@ -127,7 +127,11 @@ fn amz_date() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn arbitrary_bytes_never_panic(
@@ -164,7 +168,13 @@ proptest! {
             headers.push(("date".to_owned(), d));
         }
         headers.extend(extra);
-        let req = Req { method: "POST".to_owned(), path: path.to_owned(), query, headers, body: b"Action=GetCallerIdentity".to_vec() };
+        let req = Req {
+            method: "POST".to_owned(),
+            path: path.to_owned(),
+            query,
+            headers,
+            body: b"Action=GetCallerIdentity".to_vec(),
+        };
         exercise(&req, now, skew);
     }
 }

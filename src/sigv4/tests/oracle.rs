@@ -77,7 +77,9 @@ fn path() -> impl Strategy<Value = String> {
     prop_oneof![
         2 => Just("/".to_owned()),
         3 => (vec(segment, 1..4), any::<bool>())
-            .prop_map(|(segments, trailing)| format!("/{}{}", segments.join("/"), if trailing { "/" } else { "" })),
+            .prop_map(|(segments, trailing)| {
+                format!("/{}{}", segments.join("/"), if trailing { "/" } else { "" })
+            }),
     ]
 }
 
@@ -125,7 +127,10 @@ prop_compose! {
         now_offset in -900_i64..=900,
         pick in any::<Index>(),
     ) -> Case {
-        Case { method, host, path, query, headers, body, region, token, presigned, content_sha256_header, unix, now_offset, pick }
+        Case {
+            method, host, path, query, headers, body, region, token, presigned,
+            content_sha256_header, unix, now_offset, pick,
+        }
     }
 }
 
@@ -303,13 +308,23 @@ fn harmless(req: &Req, signed: &SignedRequest, pick: &Index) -> Vec<(String, Req
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn oracle_signed_requests_verify_and_tampering_is_rejected(c in case()) {
         let req = sign_case(&c);
         let allowed = regions(&REGIONS);
-        let server = Server { regions: &allowed, service: "sts", skew: 900, now: c.unix + c.now_offset, secret: SECRET };
+        let server = Server {
+            regions: &allowed,
+            service: "sts",
+            skew: 900,
+            now: c.unix + c.now_offset,
+            secret: SECRET,
+        };
 
         let signed = match server.authenticate(&req) {
             Ok(Some(signed)) => signed,
@@ -323,11 +338,21 @@ proptest! {
 
         for (what, tampered) in tamperings(&req, &signed, &c.pick) {
             let result = server.authenticate(&tampered);
-            prop_assert!(!matches!(result, Ok(Some(_))), "accepted after changing {}: {:#?}", what, tampered);
+            prop_assert!(
+                !matches!(result, Ok(Some(_))),
+                "accepted after changing {}: {:#?}",
+                what,
+                tampered
+            );
         }
         for (what, changed) in harmless(&req, &signed, &c.pick) {
             let result = server.authenticate(&changed);
-            prop_assert!(matches!(result, Ok(Some(_))), "rejected after changing {}: {:?}", what, result);
+            prop_assert!(
+                matches!(result, Ok(Some(_))),
+                "rejected after changing {}: {:?}",
+                what,
+                result
+            );
         }
     }
 }

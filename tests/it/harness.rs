@@ -1,0 +1,324 @@
+//! Booting a broker for a test and talking to it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_credential_types::Credentials;
+use aws_sdk_sts::config::{BehaviorVersion, Region};
+use aws_smithy_async::time::{SharedTimeSource, TimeSource};
+use sts_broker::config::{AuditTarget, Config};
+use sts_broker::mfa::base32;
+use sts_broker::mfa::totp::{TotpKey, step_at};
+use sts_broker::{Broker, Clock, ManualClock, RunningBroker};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Access key id, secret and (for sessions) token.
+#[derive(Clone, Debug)]
+pub struct Creds {
+    pub akid: String,
+    pub secret: String,
+    pub token: Option<String>,
+}
+
+impl Creds {
+    pub fn new(akid: &str, secret: &str, token: Option<&str>) -> Self {
+        Self {
+            akid: akid.to_owned(),
+            secret: secret.to_owned(),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    fn provider(&self) -> Credentials {
+        Credentials::new(&self.akid, &self.secret, self.token.clone(), None, "it")
+    }
+}
+
+/// The SDK's clock follows the broker's settable clock, so moving time moves both.
+#[derive(Debug)]
+struct SdkClock(ManualClock);
+
+impl TimeSource for SdkClock {
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(u64::try_from(self.0.now_unix()).unwrap())
+    }
+}
+
+/// The real wall clock, in seconds.
+pub fn wall_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A fresh directory under the target's scratch space.
+pub fn fresh_dir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "it-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A broker booted for one test.
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    pub clock: ManualClock,
+    pub account_id: String,
+    pub root: Creds,
+    pub data_dir: PathBuf,
+    running: Option<RunningBroker>,
+}
+
+impl TestBroker {
+    /// A broker with the embedded defaults, its clock at the real time.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A broker whose config `tweak` adjusts (data dir, listen and audit are preset).
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = fresh_dir("broker");
+        let mut cfg = Config::with_data_dir(&data_dir);
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.audit = AuditTarget::File(data_dir.join("audit.log"));
+        cfg.change_poll_millis = 50;
+        tweak(&mut cfg);
+        Self::boot(cfg, ManualClock::new(wall_now())).await
+    }
+
+    /// Boots on an existing config and clock (e.g. to restart on the same data dir).
+    pub async fn boot(cfg: Config, clock: ManualClock) -> Self {
+        let data_dir = cfg.data_dir.clone();
+        let (broker, _) = Broker::open(cfg, Arc::new(clock.clone())).unwrap();
+        let account_id = broker.account_id().to_owned();
+        let running = broker.start().await.unwrap();
+        let csv = std::fs::read_to_string(data_dir.join("root-credentials.csv")).unwrap();
+        let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+        Self {
+            addr: running.local_addr(),
+            clock,
+            account_id,
+            root: Creds::new(row[1], row[2], None),
+            data_dir,
+            running: Some(running),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_unix()
+    }
+
+    pub fn sts(&self, creds: &Creds) -> aws_sdk_sts::Client {
+        let conf = aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(self.url())
+            .credentials_provider(creds.provider())
+            .time_source(SharedTimeSource::new(SdkClock(self.clock.clone())))
+            .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_sts::Client::from_conf(conf)
+    }
+
+    pub fn iam(&self, creds: &Creds) -> aws_sdk_iam::Client {
+        let conf = aws_sdk_iam::Config::builder()
+            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .endpoint_url(self.url())
+            .credentials_provider(creds.provider())
+            .time_source(SharedTimeSource::new(SdkClock(self.clock.clone())))
+            .retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_iam::Client::from_conf(conf)
+    }
+
+    /// Creates a user and an access key for it, as root.
+    pub async fn user_with_key(&self, name: &str) -> Creds {
+        let iam = self.iam(&self.root);
+        iam.create_user().user_name(name).send().await.unwrap();
+        let key = iam
+            .create_access_key()
+            .user_name(name)
+            .send()
+            .await
+            .unwrap()
+            .access_key
+            .unwrap();
+        Creds::new(&key.access_key_id, &key.secret_access_key, None)
+    }
+
+    /// Session credentials from GetSessionToken without MFA.
+    pub async fn session(&self, creds: &Creds) -> Creds {
+        let c = self
+            .sts(creds)
+            .get_session_token()
+            .send()
+            .await
+            .unwrap()
+            .credentials
+            .unwrap();
+        Creds::new(
+            &c.access_key_id,
+            &c.secret_access_key,
+            Some(&c.session_token),
+        )
+    }
+
+    /// Every audit line so far, parsed.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.data_dir.join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Stops the broker and flushes its store.
+    pub async fn stop(mut self) -> (PathBuf, ManualClock) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+        (self.data_dir.clone(), self.clock.clone())
+    }
+}
+
+/// A virtual MFA device: its serial and its TOTP key, from CreateVirtualMFADevice.
+pub struct VirtualDevice {
+    pub serial: String,
+    pub seed_b32: String,
+    pub key: TotpKey,
+}
+
+impl VirtualDevice {
+    /// The code of the step `offset` steps from `now`.
+    pub fn code_at(&self, now: i64, offset: i64) -> String {
+        self.key.code(step_at(now) + offset).to_digits()
+    }
+}
+
+/// Creates a virtual device as `creds` and decodes its seed.
+pub async fn create_virtual_device(iam: &aws_sdk_iam::Client, name: &str) -> VirtualDevice {
+    let out = iam
+        .create_virtual_mfa_device()
+        .virtual_mfa_device_name(name)
+        .send()
+        .await
+        .unwrap()
+        .virtual_mfa_device
+        .unwrap();
+    // The SDK already base64-decoded the blob into the base32 text.
+    let seed_b32 = String::from_utf8(out.base32_string_seed.unwrap().into_inner()).unwrap();
+    let key = TotpKey::new(&base32::decode(&seed_b32).unwrap()).unwrap();
+    VirtualDevice {
+        serial: out.serial_number,
+        seed_b32,
+        key,
+    }
+}
+
+/// Creates a virtual device as `creds` and enables it for `user` with two consecutive codes
+/// (the previous and the current step, as a person typing two codes would).
+pub async fn enabled_device(
+    broker: &TestBroker,
+    creds: &Creds,
+    user: &str,
+    name: &str,
+) -> VirtualDevice {
+    let iam = broker.iam(creds);
+    let device = create_virtual_device(&iam, name).await;
+    let now = broker.now();
+    iam.enable_mfa_device()
+        .user_name(user)
+        .serial_number(&device.serial)
+        .authentication_code1(device.code_at(now, -1))
+        .authentication_code2(device.code_at(now, 0))
+        .send()
+        .await
+        .unwrap();
+    device
+}
+
+/// A raw HTTP/1.1 exchange (the request must carry `Connection: close`).
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends raw bytes and reads the whole response.
+pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut buf)).await;
+    parse_response(&buf)
+}
+
+/// Parses a Content-Length-framed HTTP/1.1 response.
+pub fn parse_response(buf: &[u8]) -> RawResponse {
+    let text = String::from_utf8_lossy(buf);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// The text of `<tag>` in an XML body.
+pub fn xml_text<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&close)? + start;
+    Some(&body[start..end])
+}
+
+/// `(code, message)` of an SDK error, as botocore would read them.
+pub fn sdk_error<E, R>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> (String, String)
+where
+    E: aws_sdk_sts::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    let meta = err.as_service_error().map(|e| {
+        (
+            e.code().unwrap_or("").to_owned(),
+            e.message().unwrap_or("").to_owned(),
+        )
+    });
+    meta.unwrap_or_else(|| (String::new(), format!("{err:?}")))
+}

@@ -1,0 +1,13 @@
+//! The integration suite: one binary that boots the real broker on 127.0.0.1:0 with a settable
+//! clock and drives it with real clients (aws-sdk-sts/iam, curl, raw HTTP, the aws-sigv4 signer).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs,
+    dead_code
+)]
+
+mod harness;
+mod smoke;
