@@ -142,13 +142,17 @@ impl Writer {
 
     /// Serves jobs until every sender is gone.
     pub fn run(mut self, jobs: Receiver<Job>) {
+        let mut last_idle = std::time::Instant::now();
         loop {
+            // Under constant load the queue is never empty; look for other processes' changes
+            // at least once per poll interval anyway.
+            if last_idle.elapsed() >= self.poll {
+                self.idle();
+                last_idle = std::time::Instant::now();
+            }
             let first = match jobs.recv_timeout(self.poll) {
                 Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.idle();
-                    continue;
-                }
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut batch = vec![first];
