@@ -248,10 +248,16 @@ fn xml_response(
 ) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    let h = resp.headers_mut();
+    insert_request_headers(resp.headers_mut(), request_id, service);
+    resp
+}
+
+/// `Content-Type`, `x-amzn-RequestId` and, for STS, `x-amz-sts-extended-request-id`: on every
+/// reply, redirects included (contract §2).
+fn insert_request_headers(h: &mut http::HeaderMap, request_id: &str, service: Service) {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-amzn-requestid", v.clone());
+        h.insert("x-amzn-requestid", v);
         if service == Service::Sts {
             let extended = base64::engine::general_purpose::STANDARD
                 .encode(format!("1:sts-broker:S:{request_id}"));
@@ -260,7 +266,6 @@ fn xml_response(
             }
         }
     }
-    resp
 }
 
 fn redirect(location: &str, request_id: &str) -> Response<Full<Bytes>> {
@@ -270,9 +275,7 @@ fn redirect(location: &str, request_id: &str) -> Response<Full<Bytes>> {
     if let Ok(v) = HeaderValue::from_str(location) {
         h.insert(header::LOCATION, v);
     }
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-amzn-requestid", v);
-    }
+    // Without an Action the service is unknown; live STS sends its headers on this redirect.
+    insert_request_headers(h, request_id, Service::Sts);
     resp
 }

@@ -122,7 +122,7 @@ fn http_builder(state: &AppState) -> auto::Builder<TokioExecutor> {
     let cfg = &state.config;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper refuses buffers under 8 KiB; the application checks the exact header limit and
-    // answers in AWS's shape, hyper's own limit is the backstop.
+    // answers in AWS's shape, hyper's (and h2's) own limit is the backstop, for both protocols.
     let buf = (cfg.max_header_bytes.saturating_mul(2)).max(8192);
     builder
         .http1()
@@ -133,7 +133,7 @@ fn http_builder(state: &AppState) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(128)
-        .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from(buf).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)));
     builder
 }

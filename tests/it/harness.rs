@@ -322,3 +322,131 @@ where
     });
     meta.unwrap_or_else(|| (String::new(), format!("{err:?}")))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers of the IAM / MFA / durability suites.
+
+/// Where the SDK's view of an error: its HTTP status (0 when there was no response).
+pub fn sdk_status<E>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> u16 {
+    err.raw_response().map_or(0, |r| r.status().as_u16())
+}
+
+/// `(status, code, message)` of an SDK error.
+pub fn sdk_failure<E>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> (u16, String, String)
+where
+    E: aws_sdk_sts::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    let (code, message) = sdk_error(err);
+    (sdk_status(err), code, message)
+}
+
+/// The claims of a session token (a JWT): its payload, decoded without checking anything.
+pub fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// SDK clients for a broker at `url` that sign with the real clock (for the real binary).
+pub fn sts_at(url: &str, creds: &Creds) -> aws_sdk_sts::Client {
+    let conf = aws_sdk_sts::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(creds.provider())
+        .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_sts::Client::from_conf(conf)
+}
+
+/// See [`sts_at`].
+pub fn iam_at(url: &str, creds: &Creds) -> aws_sdk_iam::Client {
+    let conf = aws_sdk_iam::Config::builder()
+        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+        .region(aws_sdk_iam::config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(creds.provider())
+        .retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_iam::Client::from_conf(conf)
+}
+
+/// Session credentials out of an SDK `Credentials`.
+pub fn session_creds(c: &aws_sdk_sts::types::Credentials) -> Creds {
+    Creds::new(
+        &c.access_key_id,
+        &c.secret_access_key,
+        Some(&c.session_token),
+    )
+}
+
+/// The root credentials in `<data_dir>/root-credentials.csv`.
+pub fn root_creds_in(data_dir: &std::path::Path) -> Creds {
+    let csv = std::fs::read_to_string(data_dir.join("root-credentials.csv")).unwrap();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    Creds::new(row[1], row[2], None)
+}
+
+/// Polls `probe` every 20 ms until it yields a value, for at most `limit` (admin changes reach a
+/// running broker through its change-log poll, 50 ms in tests).
+pub async fn eventually<T, F, Fut>(limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl TestBroker {
+    /// The running broker's shared state (throttle, store, config).
+    pub fn state(&self) -> &Arc<sts_broker::app::AppState> {
+        self.running.as_ref().unwrap().state()
+    }
+
+    /// The operator's view of this broker's data dir (same config, same clock).
+    pub fn admin(&self) -> sts_broker::admin::Admin {
+        sts_broker::admin::Admin::open(self.state().config.clone(), Arc::new(self.clock.clone()))
+            .unwrap()
+    }
+
+    /// The raw audit log.
+    pub fn audit_text(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("audit.log")).unwrap_or_default()
+    }
+
+    /// The audit lines once `done` holds for them (refusals are appended asynchronously).
+    pub async fn audit_until(
+        &self,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        eventually(Duration::from_secs(5), || {
+            let lines = self.audit_lines();
+            let ok = done(&lines);
+            async move { ok.then_some(lines) }
+        })
+        .await
+    }
+}

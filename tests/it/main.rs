@@ -10,4 +10,6 @@
 )]
 
 mod harness;
+mod sigv4_http;
 mod smoke;
+mod sts;
