@@ -90,12 +90,28 @@ where
     let request_id = ids::request_id();
     let (reply, service) = match handle_inner(state, req, remote, &request_id).await {
         Ok(Reply::Xml(service, body)) => (Ok(body), service),
-        Ok(Reply::Redirect(location)) => return redirect(&location, &request_id),
+        Ok(Reply::Redirect(location)) => {
+            let mut resp = redirect(&location, &request_id);
+            set_date(&mut resp, state.clock.now_unix());
+            return resp;
+        }
         Err((service, e)) => (Err(e), service),
     };
-    match reply {
+    let mut resp = match reply {
         Ok(body) => xml_response(StatusCode::OK, body, &request_id, service),
         Err(e) => error_response(&e, &request_id, service),
+    };
+    set_date(&mut resp, state.clock.now_unix());
+    resp
+}
+
+/// Sets `Date` from the broker's clock rather than hyper's: SDKs correct their signing time by
+/// the skew they see in it, so it must be the clock the broker judges requests by.
+pub fn set_date<B>(resp: &mut Response<B>, now: i64) {
+    let when =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(now).unwrap_or(0));
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(when)) {
+        resp.headers_mut().insert(header::DATE, v);
     }
 }
 

@@ -204,7 +204,13 @@ async fn serve<I>(
             let resp = match tokio::time::timeout(limit, app::handle(&state, req, remote)).await {
                 Ok(resp) => resp,
                 Err(_) => {
-                    app::error_response(&ApiError::RequestTimeout, &ids::request_id(), Service::Sts)
+                    let mut resp = app::error_response(
+                        &ApiError::RequestTimeout,
+                        &ids::request_id(),
+                        Service::Sts,
+                    );
+                    app::set_date(&mut resp, state.clock.now_unix());
+                    resp
                 }
             };
             Ok::<_, Infallible>(resp)

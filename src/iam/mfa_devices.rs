@@ -87,15 +87,17 @@ fn two_codes(c1: Option<&str>, c2: Option<&str>) -> Result<(TokenCode, TokenCode
         .ok_or(ApiError::InvalidAuthenticationCode)
 }
 
-/// Runs a two-code write under the device's lock-out: refused while locked, a wrong pair counts
-/// as a failure, a good one clears the count.
+/// Runs a two-code write under the device's lock-out: refused while locked; the attempt counts
+/// as a failure from the start (so concurrent attempts cannot slip past a lock while the write
+/// is queued), a good pair clears the count, and a refusal that never judged the codes (quota,
+/// device in use…) takes the attempt back.
 async fn with_codes<T: Send + 'static>(
     ctx: &RequestCtx<'_>,
     serial: &str,
     op: impl FnOnce(&mut crate::store::writer::WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let throttle = &ctx.state.throttle;
-    if throttle.check(serial, ctx.now).is_err() {
+    if throttle.begin_attempt(serial, ctx.now).is_err() {
         return Err(ApiError::InvalidAuthenticationCode);
     }
     match ctx.state.store.write(None, op).await {
@@ -103,11 +105,11 @@ async fn with_codes<T: Send + 'static>(
             throttle.record_success(serial);
             Ok(v)
         }
-        Err(StoreError::InvalidCodes) => {
-            throttle.record_failure(serial, ctx.now);
-            Err(ApiError::InvalidAuthenticationCode)
+        Err(StoreError::InvalidCodes) => Err(ApiError::InvalidAuthenticationCode),
+        Err(e) => {
+            throttle.cancel_attempt(serial);
+            Err(e.into())
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -127,7 +129,12 @@ pub(super) async fn create_virtual(ctx: &RequestCtx<'_>) -> Result<String, ApiEr
     }
     let path = ctx.params.get("Path").unwrap_or("/");
     checks.length("path", path, 1, 512);
-    if !(path == "/" || (path.len() >= 2 && path.starts_with('/') && path.ends_with('/'))) {
+    let path_ok = path == "/"
+        || (path.len() >= 2
+            && path.starts_with('/')
+            && path.ends_with('/')
+            && path.bytes().all(|b| (0x21..=0x7f).contains(&b)));
+    if !path_ok {
         checks.pattern(
             "path",
             path,
@@ -347,7 +354,11 @@ pub(super) async fn delete_virtual(ctx: &RequestCtx<'_>) -> Result<String, ApiEr
             .store
             .write(None, move |w| ops::delete_virtual_device(w, &s).map(|_| ()))
             .await
-            .map_err(ApiError::from)
+            .map_err(ApiError::from)?;
+        // The serial may name a new device later (same path and name, new seed): it must not
+        // inherit this one's lock-out, and a deleted device's entry must not linger.
+        ctx.state.throttle.forget(serial);
+        Ok(())
     }
     .await;
     audit(

@@ -186,6 +186,22 @@ fn audit(
     e.mfa_authenticated = Some(ctx.caller.has_mfa());
     if let Err(err) = result {
         e.error_code = Some(err.code());
+        e.reason = Some(failure_reason(err));
     }
     ctx.state.store.audit(e.to_line());
+}
+
+/// Why an audited IAM change was refused, as a short machine-readable word.
+fn failure_reason(err: &ApiError) -> &'static str {
+    match err {
+        ApiError::InvalidAuthenticationCode => "invalid_codes",
+        ApiError::NoSuchEntity(_) => "no_such_entity",
+        ApiError::EntityAlreadyExists(_) => "already_exists",
+        ApiError::DeleteConflict(_) => "delete_conflict",
+        ApiError::LimitExceeded(_) => "limit_exceeded",
+        ApiError::AccessDenied(_) => "access_denied",
+        ApiError::InvalidInput(_) => "invalid_input",
+        ApiError::ValidationError(_) => "validation_error",
+        _ => "internal_failure",
+    }
 }

@@ -8,11 +8,12 @@
 //! decides the order in which they are applied:
 //!
 //! ```text
-//! throttle.check(device, now)?                      // locked: refuse, even a correct code
+//! throttle.begin_attempt(device, now)?              // locked: refuse, even a correct code;
+//!                                                   // else counted as a failure in advance
 //! code  = TokenCode::parse(param)?                  // exactly six ASCII digits
 //! step  = key.find_step_after(code, step_at(now) + drift, 1, replay.last_accepted(device))
 //! ok    = step.is_some_and(|s| replay.try_advance(device, s))   // one-time use, atomic
-//! if ok { throttle.record_success(device) } else { throttle.record_failure(device, now) }
+//! if ok { throttle.record_success(device) }         // a wrong code stays counted
 //! ```
 //!
 //! - [`base32`]: RFC 4648 base32 for seeds (strict encoder, lenient decoder).

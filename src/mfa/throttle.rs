@@ -152,6 +152,44 @@ impl Throttle {
         }
     }
 
+    /// Starts an attempt on `device` at `now`: refused while locked, as [`Throttle::check`];
+    /// otherwise the attempt is counted as a failure at once, in the same step as the check.
+    ///
+    /// Checking first and counting after the code was judged leaves a gap in which concurrent
+    /// attempts all pass the check, so more than the free failures get their codes looked at
+    /// before the lock; counting in advance closes it. A right code then calls
+    /// [`Throttle::record_success`]; a wrong one needs nothing more; an attempt that ended
+    /// before its code was judged calls [`Throttle::cancel_attempt`].
+    pub fn begin_attempt(&self, device: &str, now: i64) -> Result<(), Locked> {
+        let mut state = self.states.entry(device.to_owned()).or_default();
+        if let Some(locked) = state.lock_at(now) {
+            return Err(locked);
+        }
+        state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+        if let Some(backoff) = self.policy.backoff_secs(state.consecutive_failures) {
+            state.locked_until = Some(now.saturating_add(backoff));
+        }
+        Ok(())
+    }
+
+    /// Takes back the failure [`Throttle::begin_attempt`] counted for an attempt whose code
+    /// was never judged. A lock stays unless the remaining failures are all free ones.
+    pub fn cancel_attempt(&self, device: &str) {
+        if let Some(mut state) = self.states.get_mut(device) {
+            state.consecutive_failures = state.consecutive_failures.saturating_sub(1);
+            if self
+                .policy
+                .backoff_secs(state.consecutive_failures)
+                .is_none()
+            {
+                state.locked_until = None;
+            }
+        }
+        self.states.remove_if(device, |_, s| {
+            s.consecutive_failures == 0 && s.locked_until.is_none()
+        });
+    }
+
     /// Resets `device` after a successful attempt.
     pub fn record_success(&self, device: &str) {
         self.states.remove(device);
@@ -293,6 +331,58 @@ mod tests {
             throttle.check(DEVICE, T0 + 30),
             Err(Locked { until: T0 + 90 })
         );
+    }
+
+    #[test]
+    fn begin_attempt_counts_in_advance_and_cancel_takes_it_back() {
+        let throttle = Throttle::default();
+        for _ in 0..4 {
+            assert_eq!(throttle.begin_attempt(DEVICE, T0), Ok(()));
+        }
+        // The fifth attempt is let in and locks at once: a concurrent sixth is refused.
+        assert_eq!(throttle.begin_attempt(DEVICE, T0), Ok(()));
+        assert_eq!(
+            throttle.begin_attempt(DEVICE, T0),
+            Err(Locked { until: T0 + 30 })
+        );
+        // The fifth turned out not to be judged: back to four free failures, unlocked.
+        throttle.cancel_attempt(DEVICE);
+        assert_eq!(throttle.check(DEVICE, T0), Ok(()));
+        // A right code clears everything.
+        assert_eq!(throttle.begin_attempt(DEVICE, T0), Ok(()));
+        throttle.record_success(DEVICE);
+        assert!(throttle.is_empty());
+        // Cancelling the only attempt leaves no entry behind.
+        assert_eq!(throttle.begin_attempt(DEVICE, T0), Ok(()));
+        throttle.cancel_attempt(DEVICE);
+        assert!(throttle.is_empty());
+        // Past the free failures, a cancelled attempt keeps the lock in force.
+        fail_times(&throttle, 5, T0);
+        assert_eq!(throttle.begin_attempt(DEVICE, T0 + 30), Ok(()));
+        throttle.cancel_attempt(DEVICE);
+        assert_eq!(
+            throttle.check(DEVICE, T0 + 30),
+            Err(Locked { until: T0 + 90 })
+        );
+    }
+
+    #[test]
+    fn begin_attempt_backs_off_like_record_failure() {
+        let throttle = Throttle::default();
+        let mut now = T0;
+        let mut locks = Vec::new();
+        for _ in 0..5 {
+            assert_eq!(throttle.begin_attempt(DEVICE, now), Ok(()));
+        }
+        for _ in 0..7 {
+            let Err(Locked { until }) = throttle.begin_attempt(DEVICE, now) else {
+                panic!("device should be locked at {now}");
+            };
+            locks.push(until - now);
+            now = until;
+            assert_eq!(throttle.begin_attempt(DEVICE, now), Ok(()));
+        }
+        assert_eq!(locks, [30, 60, 120, 240, 480, 900, 900]);
     }
 
     #[test]

@@ -237,14 +237,27 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// [`Store::write`] for synchronous callers (the admin commands).
+    /// [`Store::write`] for synchronous callers (the admin commands). It waits on a plain
+    /// channel, not a Tokio one, so it may also be called from inside an async runtime (an
+    /// embedding console, a test) without panicking; it then blocks that thread until the commit.
     pub fn write_blocking<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (job, rx) = Self::job(op, None);
-        self.send(job)?;
-        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let run = Box::new(move |ctx: &mut WriteCtx<'_>| {
+            let result = op(ctx);
+            let ok = result.is_ok();
+            let complete: Completion = Box::new(move |committed| {
+                let _ = tx.send(committed.and(result));
+            });
+            (ok, complete)
+        });
+        self.send(Job::Write {
+            run,
+            audit_on_success: None,
+        })?;
+        rx.recv().map_err(|_| StoreError::Closed)?
     }
 
     /// Appends an audit line without waiting.

@@ -4,7 +4,8 @@
 //! The MFA check, in order (each refusal is audited, none reveals more than AWS's texts):
 //! 1. a FIDO serial (registered, or of the `u2f` ARN form) is refused before any code is looked at;
 //! 2. the serial must name an enabled TOTP device of the caller;
-//! 3. the device must not be locked out by earlier failures;
+//! 3. the device must not be locked out by earlier failures (the attempt counts as one until
+//!    the code proves right);
 //! 4. the code must match a step in the window around now plus the device's drift, later than
 //!    the last accepted step;
 //! 5. that step is claimed atomically in memory (one winner among racing requests), then made
@@ -73,11 +74,32 @@ fn is_u2f_arn(serial: &str) -> bool {
     serial.starts_with("arn:") && serial.contains(":u2f/")
 }
 
+/// Whether a serial names a FIDO security key: by its ARN form, or a registered key.
+fn names_fido_key(ctx: &RequestCtx<'_>, serial: &str) -> Result<bool, ApiError> {
+    Ok(is_u2f_arn(serial)
+        || ctx
+            .state
+            .index()?
+            .device(serial)
+            .is_some_and(|d| d.kind == DeviceKind::Fido))
+}
+
 /// Handles GetSessionToken.
 pub async fn handle(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
-    let parsed = parse(ctx.params)?;
+    // Every GetSessionToken is audited, malformed ones included (without the values sent: a
+    // malformed TokenCode may still hold a real code).
+    let parsed = parse(ctx.params).inspect_err(|e| {
+        let mut event = event(ctx, Outcome::Failure, None, Some("validation_error"));
+        event.error_code = Some(e.code());
+        ctx.state.store.audit(event.to_line());
+    })?;
     if ctx.caller.session.is_some() {
-        return Err(ApiError::access_denied(SESSION_CANNOT_GET_SESSION_TOKEN));
+        return Err(refuse(
+            ctx,
+            parsed.serial,
+            "session_credentials",
+            SESSION_CANNOT_GET_SESSION_TOKEN,
+        ));
     }
     let is_root = matches!(ctx.caller.principal, Principal::Root);
     let duration = match (parsed.duration, is_root) {
@@ -86,6 +108,13 @@ pub async fn handle(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
         (Some(d), false) => d,
         (None, false) => DEFAULT_DURATION,
     };
+    // A FIDO serial is refused before anything else, with or without a code: no code is ever
+    // looked at for it, and the caller learns why (seed: FIDO keys cannot be used on STS).
+    if let Some(serial) = parsed.serial
+        && names_fido_key(ctx, serial)?
+    {
+        return Err(refuse(ctx, Some(serial), "fido_key", MFA_FIDO_NOT_ALLOWED));
+    }
     match (parsed.serial, parsed.code) {
         (None, None) => {
             let creds = mint(ctx, duration, None)?;
@@ -112,12 +141,12 @@ async fn with_mfa(
     code: TokenCode,
 ) -> Result<String, ApiError> {
     let index = ctx.state.index()?;
-    let device = index.device(serial);
-    if is_u2f_arn(serial) || device.as_ref().is_some_and(|d| d.kind == DeviceKind::Fido) {
-        return Err(refuse(ctx, Some(serial), "fido_key", MFA_FIDO_NOT_ALLOWED));
-    }
     let owner = ctx.caller.owner();
-    let Some(device) = device.filter(|d| d.assigned_to.as_ref() == Some(&owner)) else {
+    // FIDO keys were refused by the caller; only TOTP devices get here.
+    let device = index
+        .device(serial)
+        .filter(|d| d.kind != DeviceKind::Fido && d.assigned_to.as_ref() == Some(&owner));
+    let Some(device) = device else {
         return Err(refuse(
             ctx,
             Some(serial),
@@ -134,7 +163,9 @@ async fn with_mfa(
         ));
     };
     let throttle = &ctx.state.throttle;
-    if throttle.check(serial, ctx.now).is_err() {
+    // Counted as a failure from here on unless the code proves right: concurrent attempts see
+    // each other, so no more than the free failures are ever judged before a lock.
+    if throttle.begin_attempt(serial, ctx.now).is_err() {
         return Err(refuse(ctx, Some(serial), "throttled", MFA_INVALID_CODE));
     }
     let replay = ctx.state.store.replay();
@@ -142,7 +173,6 @@ async fn with_mfa(
     let window = ctx.state.config.mfa_window;
     let last = replay.last_accepted(serial);
     let Some(step) = key.find_step_after(code, center, window, last) else {
-        throttle.record_failure(serial, ctx.now);
         let reason = if key.find_step(code, center, window).is_some() {
             "replayed"
         } else {
@@ -151,7 +181,6 @@ async fn with_mfa(
         return Err(refuse(ctx, Some(serial), reason, MFA_INVALID_CODE));
     };
     if !replay.try_advance(serial, step) {
-        throttle.record_failure(serial, ctx.now);
         return Err(refuse(ctx, Some(serial), "replayed", MFA_INVALID_CODE));
     }
     throttle.record_success(serial);

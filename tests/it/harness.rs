@@ -326,7 +326,7 @@ where
 // ---------------------------------------------------------------------------------------------
 // Helpers of the IAM / MFA / durability suites.
 
-/// Where the SDK's view of an error: its HTTP status (0 when there was no response).
+/// The HTTP status of an SDK error (0 when there was no response).
 pub fn sdk_status<E>(
     err: &aws_smithy_runtime_api::client::result::SdkError<
         E,

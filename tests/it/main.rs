@@ -9,7 +9,10 @@
     dead_code
 )]
 
+mod durability;
 mod harness;
+mod iam;
+mod mfa;
 mod sigv4_http;
 mod smoke;
 mod sts;

@@ -24,3 +24,15 @@ async fn root_user_session_round_trip() {
     assert!(who.user_id().unwrap().starts_with("AIDA"));
     b.stop().await;
 }
+
+/// The `Date` header follows the broker's clock: an SDK client that corrects its signing time by
+/// it keeps working when that clock moves.
+#[tokio::test]
+async fn one_sdk_client_survives_a_clock_jump() {
+    let b = TestBroker::start().await;
+    let sts = b.sts(&b.root);
+    sts.get_caller_identity().send().await.unwrap();
+    b.clock.advance(20 * 60);
+    sts.get_caller_identity().send().await.unwrap();
+    b.stop().await;
+}
