@@ -12,11 +12,14 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 
-use super::{Target, audit, check_user_name, paging, resolve_target, write_truncation, write_user};
+use super::{
+    PathChars, Target, audit, check_path, check_user_name, paging, resolve_target,
+    write_truncation, write_user,
+};
 use crate::app::RequestCtx;
 use crate::auth::Principal;
 use crate::mfa::totp::TokenCode;
-use crate::mfa::{base32, qr};
+use crate::mfa::{base32, is_u2f_arn, qr};
 use crate::protocol::Service;
 use crate::protocol::error::ApiError;
 use crate::protocol::validate::{Checks, is_name_char, is_serial_char};
@@ -43,10 +46,6 @@ fn check_code<'a>(checks: &mut Checks, member: &str, code: Option<&'a str>) -> O
         checks.pattern(member, c, "[\\d]+", |ch| ch.is_ascii_digit());
     }
     code
-}
-
-fn is_u2f_arn(serial: &str) -> bool {
-    serial.starts_with("arn:") && serial.contains(":u2f/")
 }
 
 /// The device, if the caller may see it: root sees all; a user sees devices assigned to it and
@@ -78,13 +77,6 @@ fn mfa_target(ctx: &RequestCtx<'_>, action: &str, name: Option<&str>) -> Result<
         }
         other => other,
     }
-}
-
-fn two_codes(c1: Option<&str>, c2: Option<&str>) -> Result<(TokenCode, TokenCode), ApiError> {
-    // Both passed the six-digit checks, so they parse.
-    c1.and_then(TokenCode::parse)
-        .zip(c2.and_then(TokenCode::parse))
-        .ok_or(ApiError::InvalidAuthenticationCode)
 }
 
 /// Runs a two-code write under the device's lock-out: refused while locked; the attempt counts
@@ -128,20 +120,7 @@ pub(super) async fn create_virtual(ctx: &RequestCtx<'_>) -> Result<String, ApiEr
         checks.pattern("virtualMFADeviceName", n, "[\\w+=,.@-]+", is_name_char);
     }
     let path = ctx.params.get("Path").unwrap_or("/");
-    checks.length("path", path, 1, 512);
-    let path_ok = path == "/"
-        || (path.len() >= 2
-            && path.starts_with('/')
-            && path.ends_with('/')
-            && path.bytes().all(|b| (0x21..=0x7f).contains(&b)));
-    if !path_ok {
-        checks.pattern(
-            "path",
-            path,
-            "(\\u002F)|(\\u002F[\\u0021-\\u007F]+\\u002F)",
-            |_| false,
-        );
-    }
+    check_path(&mut checks, "path", path, PathChars::UpTo7F);
     checks.finish()?;
     let name = name.unwrap_or_default().to_owned();
     let creator = ctx.caller.owner();
@@ -195,110 +174,108 @@ pub(super) async fn create_virtual(ctx: &RequestCtx<'_>) -> Result<String, ApiEr
     ))
 }
 
-pub(super) async fn enable(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
+/// The parameters EnableMFADevice and ResyncMFADevice share.
+struct TwoCodeRequest<'a> {
+    user_name: Option<&'a str>,
+    serial: &'a str,
+    codes: (TokenCode, TokenCode),
+}
+
+fn parse_two_code_request<'a>(ctx: &RequestCtx<'a>) -> Result<TwoCodeRequest<'a>, ApiError> {
+    let params = ctx.params;
     let mut checks = Checks::new();
-    let name = checks.required("userName", ctx.params.get("UserName"));
-    check_user_name(&mut checks, "userName", name);
-    let serial = checks.required("serialNumber", ctx.params.get("SerialNumber"));
+    let user_name = checks.required("userName", params.get("UserName"));
+    check_user_name(&mut checks, "userName", user_name);
+    let serial = checks.required("serialNumber", params.get("SerialNumber"));
     check_serial(&mut checks, serial);
     let c1 = check_code(
         &mut checks,
         "authenticationCode1",
-        ctx.params.get("AuthenticationCode1"),
+        params.get("AuthenticationCode1"),
     );
     let c2 = check_code(
         &mut checks,
         "authenticationCode2",
-        ctx.params.get("AuthenticationCode2"),
+        params.get("AuthenticationCode2"),
     );
     checks.finish()?;
-    let serial = serial.unwrap_or_default();
-    let result = enable_checked(ctx, name, serial, c1, c2).await;
+    // Both passed the six-digit checks, so they parse.
+    let codes = c1
+        .and_then(TokenCode::parse)
+        .zip(c2.and_then(TokenCode::parse))
+        .ok_or(ApiError::InvalidAuthenticationCode)?;
+    Ok(TwoCodeRequest {
+        user_name,
+        serial: serial.unwrap_or_default(),
+        codes,
+    })
+}
+
+pub(super) async fn enable(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
+    let req = parse_two_code_request(ctx)?;
+    let result = enable_checked(ctx, &req).await;
     audit(
         ctx,
         "EnableMFADevice",
-        Some(serial),
-        name,
+        Some(req.serial),
+        req.user_name,
         result.as_ref().map(|_| ()),
     );
     result.map(|()| no_result("EnableMFADevice", ctx))
 }
 
-async fn enable_checked(
-    ctx: &RequestCtx<'_>,
-    name: Option<&str>,
-    serial: &str,
-    c1: Option<&str>,
-    c2: Option<&str>,
-) -> Result<(), ApiError> {
-    let target = mfa_target(ctx, "EnableMFADevice", name)?;
+async fn enable_checked(ctx: &RequestCtx<'_>, req: &TwoCodeRequest<'_>) -> Result<(), ApiError> {
+    let target = mfa_target(ctx, "EnableMFADevice", req.user_name)?;
     if matches!(target, Target::Root) {
         return Err(ApiError::AccessDenied(Cow::Borrowed(ROOT_CONSOLE_ONLY)));
     }
-    if is_u2f_arn(serial) {
+    if is_u2f_arn(req.serial) {
         return Err(ApiError::InvalidInput(ops::fido_api_refusal()));
     }
-    let device = visible_device(ctx, serial)?;
+    let device = visible_device(ctx, req.serial)?;
     if device.kind == DeviceKind::Fido {
         return Err(ApiError::InvalidInput(ops::fido_api_refusal()));
     }
-    let codes = two_codes(c1, c2)?;
-    let owner = target.owner();
+    let (owner, codes) = (target.owner(), req.codes);
     let check = CodeCheck {
         window: ctx.state.config.mfa_resync_window,
     };
     let max = ctx.state.config.max_mfa_devices_per_user;
-    let s = serial.to_owned();
-    with_codes(ctx, serial, move |w| {
+    let s = req.serial.to_owned();
+    with_codes(ctx, req.serial, move |w| {
         ops::enable_device(w, &s, &owner, codes, check, max).map(|_| ())
     })
     .await
 }
 
 pub(super) async fn resync(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
-    let mut checks = Checks::new();
-    let name = checks.required("userName", ctx.params.get("UserName"));
-    check_user_name(&mut checks, "userName", name);
-    let serial = checks.required("serialNumber", ctx.params.get("SerialNumber"));
-    check_serial(&mut checks, serial);
-    let c1 = check_code(
-        &mut checks,
-        "authenticationCode1",
-        ctx.params.get("AuthenticationCode1"),
-    );
-    let c2 = check_code(
-        &mut checks,
-        "authenticationCode2",
-        ctx.params.get("AuthenticationCode2"),
-    );
-    checks.finish()?;
-    let serial = serial.unwrap_or_default();
-    let result = async {
-        let target = mfa_target(ctx, "ResyncMFADevice", name)?;
-        let device = visible_device(ctx, serial)?;
-        if device.kind == DeviceKind::Fido {
-            return Err(ApiError::InvalidInput(ops::fido_api_refusal()));
-        }
-        let codes = two_codes(c1, c2)?;
-        let owner = target.owner();
-        let check = CodeCheck {
-            window: ctx.state.config.mfa_resync_window,
-        };
-        let s = serial.to_owned();
-        with_codes(ctx, serial, move |w| {
-            ops::resync_device(w, &s, &owner, codes, check)
-        })
-        .await
-    }
-    .await;
+    let req = parse_two_code_request(ctx)?;
+    let result = resync_checked(ctx, &req).await;
     audit(
         ctx,
         "ResyncMFADevice",
-        Some(serial),
-        name,
+        Some(req.serial),
+        req.user_name,
         result.as_ref().map(|_| ()),
     );
     result.map(|()| no_result("ResyncMFADevice", ctx))
+}
+
+async fn resync_checked(ctx: &RequestCtx<'_>, req: &TwoCodeRequest<'_>) -> Result<(), ApiError> {
+    let target = mfa_target(ctx, "ResyncMFADevice", req.user_name)?;
+    let device = visible_device(ctx, req.serial)?;
+    if device.kind == DeviceKind::Fido {
+        return Err(ApiError::InvalidInput(ops::fido_api_refusal()));
+    }
+    let (owner, codes) = (target.owner(), req.codes);
+    let check = CodeCheck {
+        window: ctx.state.config.mfa_resync_window,
+    };
+    let s = req.serial.to_owned();
+    with_codes(ctx, req.serial, move |w| {
+        ops::resync_device(w, &s, &owner, codes, check)
+    })
+    .await
 }
 
 pub(super) async fn deactivate(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {

@@ -126,6 +126,33 @@ fn check_user_name(checks: &mut Checks, member: &str, name: Option<&str>) {
     }
 }
 
+/// The characters IAM allows inside a path: user paths end at `~`, MFA device paths at DEL, as
+/// the IAM model's patterns say.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum PathChars {
+    /// `\u0021-\u007E`.
+    UpTo7E,
+    /// `\u0021-\u007F`.
+    UpTo7F,
+}
+
+/// `Path`: `/` or `/…/` of printable ASCII, up to 512 characters.
+fn check_path(checks: &mut Checks, member: &str, path: &str, chars: PathChars) {
+    checks.length(member, path, 1, 512);
+    let (max, pattern) = match chars {
+        PathChars::UpTo7E => (0x7e, "(\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)"),
+        PathChars::UpTo7F => (0x7f, "(\\u002F)|(\\u002F[\\u0021-\\u007F]+\\u002F)"),
+    };
+    let ok = path == "/"
+        || (path.len() >= 2
+            && path.starts_with('/')
+            && path.ends_with('/')
+            && path.bytes().all(|b| (0x21..=max).contains(&b)));
+    if !ok {
+        checks.pattern(member, path, pattern, |_| false);
+    }
+}
+
 /// `MaxItems` (1–1000, default 100) and `Marker` (1–320).
 fn paging(ctx: &RequestCtx<'_>, checks: &mut Checks) -> Result<(usize, Option<String>), ApiError> {
     let max = ctx.params.get("MaxItems").map(parse_int).transpose()?;

@@ -1,7 +1,8 @@
 //! CreateUser, GetUser, ListUsers, DeleteUser.
 
 use super::{
-    Target, check_user_name, paging, require_root, resolve_target, write_truncation, write_user,
+    PathChars, Target, check_path, check_user_name, paging, require_root, resolve_target,
+    write_truncation, write_user,
 };
 use crate::app::RequestCtx;
 use crate::protocol::Service;
@@ -11,24 +12,6 @@ use crate::protocol::xml::{XmlWriter, success_body};
 use crate::sigv4::date::format_iso8601;
 use crate::store::ops;
 
-/// `Path`: `/` or `/…/` of printable ASCII, up to 512 characters.
-fn check_path(checks: &mut Checks, member: &str, path: &str) {
-    checks.length(member, path, 1, 512);
-    let ok = path == "/"
-        || (path.len() >= 2
-            && path.starts_with('/')
-            && path.ends_with('/')
-            && path.bytes().all(|b| (0x21..=0x7e).contains(&b)));
-    if !ok {
-        checks.pattern(
-            member,
-            path,
-            "(\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)",
-            |_| false,
-        );
-    }
-}
-
 pub(super) async fn create(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
     let mut checks = Checks::new();
     let name = checks.required("userName", ctx.params.get("UserName"));
@@ -37,7 +20,7 @@ pub(super) async fn create(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
         checks.pattern("userName", n, "[\\w+=,.@-]+", is_name_char);
     }
     let path = ctx.params.get("Path").unwrap_or("/");
-    check_path(&mut checks, "path", path);
+    check_path(&mut checks, "path", path, PathChars::UpTo7E);
     checks.finish()?;
     let name = name.unwrap_or_default().to_owned();
     require_root(
@@ -150,12 +133,12 @@ mod tests {
     fn paths() {
         for ok in ["/", "/a/", "/a/b/"] {
             let mut c = Checks::new();
-            check_path(&mut c, "path", ok);
+            check_path(&mut c, "path", ok, PathChars::UpTo7E);
             assert!(c.finish().is_ok(), "{ok}");
         }
         for bad in ["a", "/a", "a/", "/a b/", ""] {
             let mut c = Checks::new();
-            check_path(&mut c, "path", bad);
+            check_path(&mut c, "path", bad, PathChars::UpTo7E);
             assert!(c.finish().is_err(), "{bad}");
         }
     }

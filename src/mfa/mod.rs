@@ -33,3 +33,23 @@ pub mod qr;
 pub mod replay;
 pub mod throttle;
 pub mod totp;
+
+/// Whether a serial has the ARN form of a FIDO security key (`arn:aws:iam::ACCOUNT:u2f/…`):
+/// such a serial is refused on every STS path and by EnableMFADevice, registered or not.
+pub fn is_u2f_arn(serial: &str) -> bool {
+    serial.starts_with("arn:") && serial.contains(":u2f/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn u2f_arns_are_recognised() {
+        assert!(is_u2f_arn(
+            "arn:aws:iam::123456789012:u2f/user/alice/key-ABCDEFGH"
+        ));
+        assert!(!is_u2f_arn("arn:aws:iam::123456789012:mfa/u2f"));
+        assert!(!is_u2f_arn("GAHT12345678"));
+    }
+}

@@ -203,26 +203,22 @@ impl Store {
             .map_err(|_| StoreError::Closed)
     }
 
+    /// A write job whose outcome (after the commit) goes to `reply`.
     fn job<T: Send + 'static>(
         op: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
         audit_on_success: Option<String>,
-    ) -> (Job, tokio::sync::oneshot::Receiver<Result<T, StoreError>>) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        reply: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) -> Job {
         let run = Box::new(move |ctx: &mut WriteCtx<'_>| {
             let result = op(ctx);
             let ok = result.is_ok();
-            let complete: Completion = Box::new(move |committed| {
-                let _ = tx.send(committed.and(result));
-            });
+            let complete: Completion = Box::new(move |committed| reply(committed.and(result)));
             (ok, complete)
         });
-        (
-            Job::Write {
-                run,
-                audit_on_success,
-            },
-            rx,
-        )
+        Job::Write {
+            run,
+            audit_on_success,
+        }
     }
 
     /// Runs `op` in the next group commit; returns once its writes are durable and indexed.
@@ -232,8 +228,10 @@ impl Store {
         audit_on_success: Option<String>,
         op: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (job, rx) = Self::job(op, audit_on_success);
-        self.send(job)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Self::job(op, audit_on_success, move |r| {
+            let _ = tx.send(r);
+        }))?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -245,18 +243,9 @@ impl Store {
         op: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let run = Box::new(move |ctx: &mut WriteCtx<'_>| {
-            let result = op(ctx);
-            let ok = result.is_ok();
-            let complete: Completion = Box::new(move |committed| {
-                let _ = tx.send(committed.and(result));
-            });
-            (ok, complete)
-        });
-        self.send(Job::Write {
-            run,
-            audit_on_success: None,
-        })?;
+        self.send(Self::job(op, None, move |r| {
+            let _ = tx.send(r);
+        }))?;
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 

@@ -14,6 +14,7 @@
 use crate::app::RequestCtx;
 use crate::audit::{AuditEvent, Outcome};
 use crate::auth::Principal;
+use crate::mfa::is_u2f_arn;
 use crate::mfa::totp::{TokenCode, step_at};
 use crate::protocol::Service;
 use crate::protocol::error::{
@@ -67,11 +68,6 @@ fn parse(params: &Params) -> Result<Parsed<'_>, ApiError> {
         // Six ASCII digits passed both checks above, so this parse succeeds.
         code: code_text.and_then(TokenCode::parse),
     })
-}
-
-/// Whether a serial names a FIDO security key by its ARN form.
-fn is_u2f_arn(serial: &str) -> bool {
-    serial.starts_with("arn:") && serial.contains(":u2f/")
 }
 
 /// Whether a serial names a FIDO security key: by its ARN form, or a registered key.
@@ -330,14 +326,5 @@ mod tests {
         let p = params("SerialNumber=GAHT12345678&TokenCode=012345");
         let ok = parse(&p).ok().unwrap();
         assert!(ok.code.is_some());
-    }
-
-    #[test]
-    fn u2f_arns_are_recognised() {
-        assert!(is_u2f_arn(
-            "arn:aws:iam::123456789012:u2f/user/alice/key-ABCDEFGH"
-        ));
-        assert!(!is_u2f_arn("arn:aws:iam::123456789012:mfa/u2f"));
-        assert!(!is_u2f_arn("GAHT12345678"));
     }
 }
