@@ -13,7 +13,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use super::{
-    PathChars, Target, audit, check_path, check_user_name, paging, resolve_target,
+    PathChars, Target, audit, check_path, check_user_name, paging, resolve_target, write_root_user,
     write_truncation, write_user,
 };
 use crate::app::RequestCtx;
@@ -435,13 +435,7 @@ pub(super) async fn list_virtual(ctx: &RequestCtx<'_>) -> Result<String, ApiErro
                             write_user(w, "User", &u, account);
                         }
                     }
-                    Some(Owner::Root) => {
-                        w.open("User")
-                            .leaf("UserId", account)
-                            .leaf("Arn", &format!("arn:aws:iam::{account}:root"))
-                            .leaf("CreateDate", &format_iso8601(0))
-                            .close("User");
-                    }
+                    Some(Owner::Root) => write_root_user(w, ctx),
                     None => {}
                 }
                 w.leaf_opt("EnableDate", d.enabled_at.map(format_iso8601).as_deref())

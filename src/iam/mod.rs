@@ -178,6 +178,20 @@ fn write_user(w: &mut XmlWriter, tag: &str, user: &User, account: &str) {
         .close(tag);
 }
 
+/// Writes the `User` structure of the account root user: it has no name or path, so AWS reports
+/// its id (the account id), ARN and creation date only.
+fn write_root_user(w: &mut XmlWriter, ctx: &RequestCtx<'_>) {
+    let account = ctx.account();
+    w.open("User")
+        .leaf("UserId", account)
+        .leaf("Arn", &format!("arn:aws:iam::{account}:root"))
+        .leaf(
+            "CreateDate",
+            &format_iso8601(ctx.state.store.account_created_at()),
+        )
+        .close("User");
+}
+
 /// Writes `IsTruncated` and, when truncated, `Marker`.
 fn write_truncation(w: &mut XmlWriter, next_marker: Option<&str>) {
     w.leaf(

@@ -2,14 +2,13 @@
 
 use super::{
     PathChars, Target, check_path, check_user_name, paging, require_root, resolve_target,
-    write_truncation, write_user,
+    write_root_user, write_truncation, write_user,
 };
 use crate::app::RequestCtx;
 use crate::protocol::Service;
 use crate::protocol::error::ApiError;
 use crate::protocol::validate::{Checks, is_name_char};
 use crate::protocol::xml::{XmlWriter, success_body};
-use crate::sigv4::date::format_iso8601;
 use crate::store::ops;
 
 pub(super) async fn create(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
@@ -56,14 +55,7 @@ pub(super) fn get(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
         ctx.request_id,
         Some(&|w: &mut XmlWriter| match &target {
             Target::User(user) => write_user(w, "User", user, account),
-            // The root user has no name or path; AWS reports its id, ARN and date only.
-            Target::Root => {
-                w.open("User")
-                    .leaf("UserId", account)
-                    .leaf("Arn", &format!("arn:aws:iam::{account}:root"))
-                    .leaf("CreateDate", &format_iso8601(0))
-                    .close("User");
-            }
+            Target::Root => write_root_user(w, ctx),
         }),
     ))
 }

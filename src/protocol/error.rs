@@ -39,9 +39,6 @@ pub enum ApiError {
     /// A malformed or incomplete SigV4 authorization.
     #[error("{0}")]
     IncompleteSignature(String),
-    /// A request the protocol cannot accept as sent (e.g. two auth mechanisms).
-    #[error("{0}")]
-    InvalidRequest(String),
     /// Unknown action, or an action not in the given version.
     #[error("Could not find operation {action} for version {version}")]
     InvalidAction {
@@ -117,7 +114,6 @@ impl ApiError {
             Self::ExpiredToken => "ExpiredToken",
             Self::SignatureDoesNotMatch(_) => "SignatureDoesNotMatch",
             Self::IncompleteSignature(_) => "IncompleteSignature",
-            Self::InvalidRequest(_) => "InvalidRequest",
             Self::InvalidAction { .. } => "InvalidAction",
             Self::ValidationError(_) => "ValidationError",
             Self::MalformedInput(_) => "MalformedInput",
@@ -146,7 +142,6 @@ impl ApiError {
             | Self::AccessDenied(_)
             | Self::InvalidAuthenticationCode => StatusCode::FORBIDDEN,
             Self::IncompleteSignature(_)
-            | Self::InvalidRequest(_)
             | Self::InvalidAction { .. }
             | Self::ValidationError(_)
             | Self::MalformedInput(_)

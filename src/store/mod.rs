@@ -85,6 +85,7 @@ pub struct Store {
 
 struct Inner {
     account_id: String,
+    created_at: i64,
     data_dir: PathBuf,
     index: Option<Arc<Index>>,
     replay: Arc<dyn ReplayGuard>,
@@ -123,6 +124,12 @@ impl Store {
             conn.query_row("SELECT value FROM meta WHERE key = 'account_id'", [], |r| {
                 r.get(0)
             })?;
+        let created_at: i64 = conn
+            .query_row("SELECT value FROM meta WHERE key = 'created_at'", [], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0);
         let check: Vec<u8> =
             conn.query_row("SELECT value FROM meta WHERE key = 'seal_check'", [], |r| {
                 r.get(0)
@@ -158,6 +165,7 @@ impl Store {
         let store = Self {
             inner: Arc::new(Inner {
                 account_id,
+                created_at,
                 data_dir: data_dir.to_owned(),
                 index,
                 replay,
@@ -172,6 +180,11 @@ impl Store {
     /// The 12-digit account id.
     pub fn account_id(&self) -> &str {
         &self.inner.account_id
+    }
+
+    /// When the account (and its root user) was created, Unix seconds.
+    pub fn account_created_at(&self) -> i64 {
+        self.inner.created_at
     }
 
     /// The data dir.
@@ -312,6 +325,10 @@ fn initialise(
     tx.execute(
         "INSERT INTO meta(key, value) VALUES ('account_id', ?1)",
         [&account_id],
+    )?;
+    tx.execute(
+        "INSERT INTO meta(key, value) VALUES ('created_at', ?1)",
+        [now],
     )?;
     tx.execute(
         "INSERT INTO meta(key, value) VALUES ('seal_check', ?1)",
