@@ -5,9 +5,18 @@
 use super::error::ApiError;
 
 /// Decoded request parameters in arrival order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Params {
     pairs: Vec<(String, String)>,
+}
+
+/// Names only: values may be MFA codes, presigned signatures or session tokens.
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.pairs.iter().map(|(name, _)| name))
+            .finish()
+    }
 }
 
 impl Params {
@@ -116,6 +125,12 @@ mod tests {
         ));
         let mut p = Params::default();
         assert!(p.extend_from_form(b"A=\xff").is_err());
+    }
+
+    #[test]
+    fn debug_shows_names_only() {
+        let p = parse("TokenCode=123456&Action=GetSessionToken").unwrap();
+        assert_eq!(format!("{p:?}"), "[\"TokenCode\", \"Action\"]");
     }
 
     #[test]
