@@ -11,8 +11,8 @@ use sts_broker::mfa::base32;
 use sts_broker::mfa::totp::{TotpKey, step_at};
 
 use crate::harness::{
-    Creds, TestBroker, create_virtual_device, eventually, fresh_dir, iam_at, root_creds_in,
-    sdk_failure, sts_at, wall_now,
+    Creds, TestBroker, audit_lines_in, create_virtual_device, eventually, fresh_dir, iam_at,
+    root_creds_in, sdk_failure, sts_at, wall_now,
 };
 
 const INVALID_CODE: &str = "MultiFactorAuthentication failed with invalid MFA one time pass code.";
@@ -72,14 +72,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn audit_lines(data_dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(data_dir.join("audit.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -161,7 +153,7 @@ async fn accepted_code_is_still_refused_after_kill_9_and_restart() {
     );
     // Refused as a replay, not because time moved the code out of the window.
     let reason = eventually(Duration::from_secs(5), || async {
-        audit_lines(&data_dir)
+        audit_lines_in(&data_dir)
             .iter()
             .rev()
             .find(|e| e["action"] == "GetSessionToken" && e["outcome"] == "failure")

@@ -101,13 +101,11 @@ impl TestBroker {
         let (broker, _) = Broker::open(cfg, Arc::new(clock.clone())).unwrap();
         let account_id = broker.account_id().to_owned();
         let running = broker.start().await.unwrap();
-        let csv = std::fs::read_to_string(data_dir.join("root-credentials.csv")).unwrap();
-        let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
         Self {
             addr: running.local_addr(),
             clock,
             account_id,
-            root: Creds::new(row[1], row[2], None),
+            root: root_creds_in(&data_dir),
             data_dir,
             running: Some(running),
         }
@@ -121,28 +119,14 @@ impl TestBroker {
         self.clock.now_unix()
     }
 
+    /// An STS client signing with the broker's settable clock.
     pub fn sts(&self, creds: &Creds) -> aws_sdk_sts::Client {
-        let conf = aws_sdk_sts::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(self.url())
-            .credentials_provider(creds.provider())
-            .time_source(SharedTimeSource::new(SdkClock(self.clock.clone())))
-            .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
-            .build();
-        aws_sdk_sts::Client::from_conf(conf)
+        sts_client(&self.url(), creds, Some(&self.clock))
     }
 
+    /// An IAM client signing with the broker's settable clock.
     pub fn iam(&self, creds: &Creds) -> aws_sdk_iam::Client {
-        let conf = aws_sdk_iam::Config::builder()
-            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
-            .region(aws_sdk_iam::config::Region::new("us-east-1"))
-            .endpoint_url(self.url())
-            .credentials_provider(creds.provider())
-            .time_source(SharedTimeSource::new(SdkClock(self.clock.clone())))
-            .retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled())
-            .build();
-        aws_sdk_iam::Client::from_conf(conf)
+        iam_client(&self.url(), creds, Some(&self.clock))
     }
 
     /// Creates a user and an access key for it, as root.
@@ -170,20 +154,12 @@ impl TestBroker {
             .unwrap()
             .credentials
             .unwrap();
-        Creds::new(
-            &c.access_key_id,
-            &c.secret_access_key,
-            Some(&c.session_token),
-        )
+        session_creds(&c)
     }
 
     /// Every audit line so far, parsed.
     pub fn audit_lines(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.data_dir.join("audit.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        audit_lines_in(&self.data_dir)
     }
 
     /// Stops the broker and flushes its store.
@@ -360,28 +336,51 @@ pub fn jwt_claims(token: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-/// SDK clients for a broker at `url` that sign with the real clock (for the real binary).
-pub fn sts_at(url: &str, creds: &Creds) -> aws_sdk_sts::Client {
-    let conf = aws_sdk_sts::Config::builder()
+/// An STS client for a broker at `url`, signing with `clock` (the real clock when `None`).
+fn sts_client(url: &str, creds: &Creds, clock: Option<&ManualClock>) -> aws_sdk_sts::Client {
+    let mut conf = aws_sdk_sts::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(url)
         .credentials_provider(creds.provider())
-        .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_sts::Client::from_conf(conf)
+        .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled());
+    if let Some(c) = clock {
+        conf = conf.time_source(SharedTimeSource::new(SdkClock(c.clone())));
+    }
+    aws_sdk_sts::Client::from_conf(conf.build())
 }
 
-/// See [`sts_at`].
-pub fn iam_at(url: &str, creds: &Creds) -> aws_sdk_iam::Client {
-    let conf = aws_sdk_iam::Config::builder()
+/// An IAM client for a broker at `url`, signing with `clock` (the real clock when `None`).
+fn iam_client(url: &str, creds: &Creds, clock: Option<&ManualClock>) -> aws_sdk_iam::Client {
+    let mut conf = aws_sdk_iam::Config::builder()
         .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
         .region(aws_sdk_iam::config::Region::new("us-east-1"))
         .endpoint_url(url)
         .credentials_provider(creds.provider())
-        .retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_iam::Client::from_conf(conf)
+        .retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled());
+    if let Some(c) = clock {
+        conf = conf.time_source(SharedTimeSource::new(SdkClock(c.clone())));
+    }
+    aws_sdk_iam::Client::from_conf(conf.build())
+}
+
+/// SDK clients for a broker at `url` that sign with the real clock (for the real binary).
+pub fn sts_at(url: &str, creds: &Creds) -> aws_sdk_sts::Client {
+    sts_client(url, creds, None)
+}
+
+/// See [`sts_at`].
+pub fn iam_at(url: &str, creds: &Creds) -> aws_sdk_iam::Client {
+    iam_client(url, creds, None)
+}
+
+/// Every line of `<data_dir>/audit.log`, parsed.
+pub fn audit_lines_in(data_dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(data_dir.join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Session credentials out of an SDK `Credentials`.
