@@ -211,17 +211,29 @@ fn parse_two_code_request<'a>(ctx: &RequestCtx<'a>) -> Result<TwoCodeRequest<'a>
     })
 }
 
-pub(super) async fn enable(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
+/// Parses a two-code request, runs `checked` on it, audits the outcome under `action`.
+async fn audited_two_code_action(
+    ctx: &RequestCtx<'_>,
+    action: &str,
+    checked: impl AsyncFnOnce(&TwoCodeRequest<'_>) -> Result<(), ApiError>,
+) -> Result<String, ApiError> {
     let req = parse_two_code_request(ctx)?;
-    let result = enable_checked(ctx, &req).await;
+    let result = checked(&req).await;
     audit(
         ctx,
-        "EnableMFADevice",
+        action,
         Some(req.serial),
         req.user_name,
         result.as_ref().map(|_| ()),
     );
-    result.map(|()| no_result("EnableMFADevice", ctx))
+    result.map(|()| no_result(action, ctx))
+}
+
+pub(super) async fn enable(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
+    audited_two_code_action(ctx, "EnableMFADevice", async |req| {
+        enable_checked(ctx, req).await
+    })
+    .await
 }
 
 async fn enable_checked(ctx: &RequestCtx<'_>, req: &TwoCodeRequest<'_>) -> Result<(), ApiError> {
@@ -249,16 +261,10 @@ async fn enable_checked(ctx: &RequestCtx<'_>, req: &TwoCodeRequest<'_>) -> Resul
 }
 
 pub(super) async fn resync(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
-    let req = parse_two_code_request(ctx)?;
-    let result = resync_checked(ctx, &req).await;
-    audit(
-        ctx,
-        "ResyncMFADevice",
-        Some(req.serial),
-        req.user_name,
-        result.as_ref().map(|_| ()),
-    );
-    result.map(|()| no_result("ResyncMFADevice", ctx))
+    audited_two_code_action(ctx, "ResyncMFADevice", async |req| {
+        resync_checked(ctx, req).await
+    })
+    .await
 }
 
 async fn resync_checked(ctx: &RequestCtx<'_>, req: &TwoCodeRequest<'_>) -> Result<(), ApiError> {

@@ -11,6 +11,8 @@
 //! 5. that step is claimed atomically in memory (one winner among racing requests), then made
 //!    durable — together with the audit line — before the credentials leave the broker.
 
+use std::sync::Arc;
+
 use crate::app::RequestCtx;
 use crate::audit::{AuditEvent, Outcome};
 use crate::auth::Principal;
@@ -26,7 +28,7 @@ use crate::protocol::validate::{Checks, is_serial_char, parse_int};
 use crate::protocol::xml::{XmlWriter, success_body};
 use crate::session::{MfaContext, SessionCredentials};
 use crate::sigv4::date::format_iso8601;
-use crate::store::model::DeviceKind;
+use crate::store::model::{Device, DeviceKind};
 use crate::store::ops;
 
 /// Shortest session, seconds.
@@ -70,16 +72,6 @@ fn parse(params: &Params) -> Result<Parsed<'_>, ApiError> {
     })
 }
 
-/// Whether a serial names a FIDO security key: by its ARN form, or a registered key.
-fn names_fido_key(ctx: &RequestCtx<'_>, serial: &str) -> Result<bool, ApiError> {
-    Ok(is_u2f_arn(serial)
-        || ctx
-            .state
-            .index()?
-            .device(serial)
-            .is_some_and(|d| d.kind == DeviceKind::Fido))
-}
-
 /// Handles GetSessionToken.
 pub async fn handle(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
     // Every GetSessionToken is audited, malformed ones included (without the values sent: a
@@ -106,8 +98,12 @@ pub async fn handle(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
     };
     // A FIDO serial is refused before anything else, with or without a code: no code is ever
     // looked at for it, and the caller learns why (seed: FIDO keys cannot be used on STS).
+    let device = match parsed.serial {
+        Some(serial) => ctx.state.index()?.device(serial),
+        None => None,
+    };
     if let Some(serial) = parsed.serial
-        && names_fido_key(ctx, serial)?
+        && (is_u2f_arn(serial) || device.as_ref().is_some_and(|d| d.kind == DeviceKind::Fido))
     {
         return Err(refuse(ctx, Some(serial), "fido_key", MFA_FIDO_NOT_ALLOWED));
     }
@@ -120,7 +116,7 @@ pub async fn handle(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
             ctx.state.store.audit_and_wait(event.to_line()).await?;
             Ok(render(ctx, &creds))
         }
-        (Some(serial), Some(code)) => with_mfa(ctx, duration, serial, code).await,
+        (Some(serial), Some(code)) => with_mfa(ctx, duration, serial, device, code).await,
         (serial, _) => Err(refuse(
             ctx,
             serial,
@@ -134,14 +130,13 @@ async fn with_mfa(
     ctx: &RequestCtx<'_>,
     duration: i64,
     serial: &str,
+    device: Option<Arc<Device>>,
     code: TokenCode,
 ) -> Result<String, ApiError> {
-    let index = ctx.state.index()?;
     let owner = ctx.caller.owner();
     // FIDO keys were refused by the caller; only TOTP devices get here.
-    let device = index
-        .device(serial)
-        .filter(|d| d.kind != DeviceKind::Fido && d.assigned_to.as_ref() == Some(&owner));
+    let device =
+        device.filter(|d| d.kind != DeviceKind::Fido && d.assigned_to.as_ref() == Some(&owner));
     let Some(device) = device else {
         return Err(refuse(
             ctx,
