@@ -75,7 +75,7 @@ impl Admin {
             Outcome::Failure
         };
         let mut e = AuditEvent::new(
-            self.clock.now_unix(),
+            self.clock.now().secs(),
             "admin",
             self.store.account_id(),
             action,

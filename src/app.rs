@@ -20,6 +20,7 @@ use crate::protocol::params::Params;
 use crate::session::KeyRing;
 use crate::sigv4::{self, HttpRequest};
 use crate::store::{Index, Store};
+use crate::time::UnixTime;
 use crate::{iam, sts};
 
 /// Where AWS redirects requests without an Action.
@@ -92,7 +93,7 @@ where
         Ok(Reply::Xml(service, body)) => (Ok(body), service),
         Ok(Reply::Redirect(location)) => {
             let mut resp = redirect(&location, &request_id);
-            set_date(&mut resp, state.clock.now_unix());
+            set_date(&mut resp, state.clock.now());
             return resp;
         }
         Err((service, e)) => (Err(e), service),
@@ -101,16 +102,14 @@ where
         Ok(body) => xml_response(StatusCode::OK, body, &request_id, service),
         Err(e) => error_response(&e, &request_id, service),
     };
-    set_date(&mut resp, state.clock.now_unix());
+    set_date(&mut resp, state.clock.now());
     resp
 }
 
 /// Sets `Date` from the broker's clock rather than hyper's: SDKs correct their signing time by
 /// the skew they see in it, so it must be the clock the broker judges requests by.
-pub fn set_date<B>(resp: &mut Response<B>, now: i64) {
-    let when =
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(now).unwrap_or(0));
-    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(when)) {
+pub fn set_date<B>(resp: &mut Response<B>, now: UnixTime) {
+    if let Ok(v) = HeaderValue::from_str(&now.http_date()) {
         resp.headers_mut().insert(header::DATE, v);
     }
 }
@@ -221,7 +220,7 @@ where
     let service = Service::for_request(version, scope_service);
     let fail = |e: ApiError| (service, e);
     let signed = signed.map_err(|e| fail(e.into()))?;
-    let now = state.clock.now_unix();
+    let now = state.clock.now().secs();
     let index = state.index().map_err(fail)?;
     let caller = Authenticator {
         index,

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::sigv4::date::format_iso8601;
+use crate::time::UnixTime;
 
 /// The outcome of an audited action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -70,7 +70,7 @@ impl<'a> AuditEvent<'a> {
         outcome: Outcome,
     ) -> Self {
         Self {
-            time: format_iso8601(now),
+            time: UnixTime::from_secs(now).iso8601(),
             request_id,
             account,
             action,

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::time::UnixTime;
+
 /// A source of "now" in whole seconds since the Unix epoch.
 pub trait Clock: Send + Sync + 'static {
-    /// Seconds since 1970-01-01T00:00:00Z.
-    fn now_unix(&self) -> i64;
+    /// The current instant.
+    fn now(&self) -> UnixTime;
 }
 
 /// The wall clock.
@@ -16,12 +18,12 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    fn now_unix(&self) -> i64 {
-        match SystemTime::now().duration_since(UNIX_EPOCH) {
+    fn now(&self) -> UnixTime {
+        UnixTime::from_secs(match SystemTime::now().duration_since(UNIX_EPOCH) {
             Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
             // A clock set before 1970 is a broken host; report the epoch rather than panic.
             Err(_) => 0,
-        }
+        })
     }
 }
 
@@ -47,8 +49,8 @@ impl ManualClock {
 }
 
 impl Clock for ManualClock {
-    fn now_unix(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+    fn now(&self) -> UnixTime {
+        UnixTime::from_secs(self.0.load(Ordering::SeqCst))
     }
 }
 
@@ -63,15 +65,15 @@ mod tests {
     fn manual_clock_moves_only_when_told() {
         let c = ManualClock::new(1_000);
         let shared = c.clone();
-        assert_eq!(shared.now_unix(), 1_000);
+        assert_eq!(shared.now().secs(), 1_000);
         c.advance(30);
-        assert_eq!(shared.now_unix(), 1_030);
+        assert_eq!(shared.now().secs(), 1_030);
         c.set(5);
-        assert_eq!(shared.now_unix(), 5);
+        assert_eq!(shared.now().secs(), 5);
     }
 
     #[test]
     fn system_clock_is_after_2020() {
-        assert!(SystemClock.now_unix() > 1_577_836_800);
+        assert!(SystemClock.now().secs() > 1_577_836_800);
     }
 }

@@ -19,6 +19,7 @@ pub mod session;
 pub mod sigv4;
 pub mod store;
 pub mod sts;
+pub mod time;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -209,7 +209,7 @@ async fn serve<I>(
                         &ids::request_id(),
                         Service::Sts,
                     );
-                    app::set_date(&mut resp, state.clock.now_unix());
+                    app::set_date(&mut resp, state.clock.now());
                     resp
                 }
             };

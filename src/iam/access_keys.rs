@@ -7,8 +7,8 @@ use crate::protocol::Service;
 use crate::protocol::error::ApiError;
 use crate::protocol::validate::Checks;
 use crate::protocol::xml::{XmlWriter, success_body};
-use crate::sigv4::date::format_iso8601;
 use crate::store::ops;
+use crate::time::UnixTime;
 
 fn status_text(active: bool) -> &'static str {
     if active { "Active" } else { "Inactive" }
@@ -50,7 +50,7 @@ pub(super) async fn create(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
                 .leaf("AccessKeyId", &key.id)
                 .leaf("Status", status_text(key.active))
                 .leaf("SecretAccessKey", &key.secret)
-                .leaf("CreateDate", &format_iso8601(key.created_at))
+                .leaf("CreateDate", &UnixTime::from_secs(key.created_at).iso8601())
                 .close("AccessKey");
         }),
     ))
@@ -76,7 +76,7 @@ pub(super) async fn list(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
                     .leaf_opt("UserName", target.user_name())
                     .leaf("AccessKeyId", &k.id)
                     .leaf("Status", status_text(k.active))
-                    .leaf("CreateDate", &format_iso8601(k.created_at))
+                    .leaf("CreateDate", &UnixTime::from_secs(k.created_at).iso8601())
                     .close("member");
             }
             w.close("AccessKeyMetadata");

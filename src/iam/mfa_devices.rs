@@ -24,10 +24,10 @@ use crate::protocol::Service;
 use crate::protocol::error::ApiError;
 use crate::protocol::validate::{Checks, is_name_char, is_serial_char};
 use crate::protocol::xml::{XmlWriter, success_body};
-use crate::sigv4::date::format_iso8601;
 use crate::store::StoreError;
 use crate::store::model::{Device, DeviceKind, Owner};
 use crate::store::ops::{self, Assignment, CodeCheck};
+use crate::time::UnixTime;
 
 /// Refusal of EnableMFADevice for the account root user (seed: console only).
 const ROOT_CONSOLE_ONLY: &str = "The account root user's MFA devices can be enabled or deactivated only outside the AWS API: use `sts-broker admin mfa enable-root` or `sts-broker admin mfa deactivate`.";
@@ -390,7 +390,12 @@ pub(super) async fn list(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
                 w.open("member")
                     .leaf_opt("UserName", target.user_name())
                     .leaf("SerialNumber", &d.serial)
-                    .leaf_opt("EnableDate", d.enabled_at.map(format_iso8601).as_deref())
+                    .leaf_opt(
+                        "EnableDate",
+                        d.enabled_at
+                            .map(|t| UnixTime::from_secs(t).iso8601())
+                            .as_deref(),
+                    )
                     .close("member");
             }
             w.close("MFADevices");
@@ -444,8 +449,13 @@ pub(super) async fn list_virtual(ctx: &RequestCtx<'_>) -> Result<String, ApiErro
                     Some(Owner::Root) => write_root_user(w, ctx),
                     None => {}
                 }
-                w.leaf_opt("EnableDate", d.enabled_at.map(format_iso8601).as_deref())
-                    .close("member");
+                w.leaf_opt(
+                    "EnableDate",
+                    d.enabled_at
+                        .map(|t| UnixTime::from_secs(t).iso8601())
+                        .as_deref(),
+                )
+                .close("member");
             }
             w.close("VirtualMFADevices");
             write_truncation(w, page.next_marker.as_deref());
@@ -477,7 +487,10 @@ pub(super) fn get(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
                 .leaf("SerialNumber", &device.serial)
                 .leaf_opt(
                     "EnableDate",
-                    device.enabled_at.map(format_iso8601).as_deref(),
+                    device
+                        .enabled_at
+                        .map(|t| UnixTime::from_secs(t).iso8601())
+                        .as_deref(),
                 );
         }),
     ))

@@ -15,9 +15,9 @@ use crate::protocol::Service;
 use crate::protocol::error::ApiError;
 use crate::protocol::validate::{Checks, is_name_char, parse_int};
 use crate::protocol::xml::XmlWriter;
-use crate::sigv4::date::format_iso8601;
 use crate::store::StoreError;
 use crate::store::model::{Owner, User};
+use crate::time::UnixTime;
 
 /// Runs an IAM action; returns the XML body.
 pub async fn dispatch(ctx: &RequestCtx<'_>, action: &str) -> Result<String, ApiError> {
@@ -174,7 +174,10 @@ fn write_user(w: &mut XmlWriter, tag: &str, user: &User, account: &str) {
         .leaf("UserName", &user.name)
         .leaf("UserId", &user.id)
         .leaf("Arn", &user.arn(account))
-        .leaf("CreateDate", &format_iso8601(user.created_at))
+        .leaf(
+            "CreateDate",
+            &UnixTime::from_secs(user.created_at).iso8601(),
+        )
         .close(tag);
 }
 
@@ -187,7 +190,7 @@ fn write_root_user(w: &mut XmlWriter, ctx: &RequestCtx<'_>) {
         .leaf("Arn", &format!("arn:aws:iam::{account}:root"))
         .leaf(
             "CreateDate",
-            &format_iso8601(ctx.state.store.account_created_at()),
+            &UnixTime::from_secs(ctx.state.store.account_created_at()).iso8601(),
         )
         .close("User");
 }

@@ -2,13 +2,12 @@
 //!
 //! SigV4 signs the ISO-8601 *basic* form (`20150830T123600Z`) and scopes credentials by its first
 //! eight characters; STS `Expiration` and IAM `CreateDate` use the *extended* form
-//! (`2026-01-01T00:00:00Z`). The conversions are hand-written (Howard Hinnant's
-//! days-from-civil) so that the crate needs no calendar dependency and so that every input,
-//! including an attacker's, maps to a result without panicking.
+//! (`2026-01-01T00:00:00Z`). Parsing lives here; the calendar and the text forms are
+//! [`crate::time`]'s.
 
 use std::time::UNIX_EPOCH;
 
-const SECS_PER_DAY: i64 = 86_400;
+use crate::time::{UnixTime, days_in_month, from_civil};
 
 /// A request timestamp: whole seconds since the Unix epoch plus the basic-format text that goes
 /// into the string to sign. Built only by parsing a valid date or from a Unix time.
@@ -41,8 +40,7 @@ impl AmzDate {
         {
             return None;
         }
-        let unix =
-            days_from_civil(year, month, day) * SECS_PER_DAY + hour * 3600 + minute * 60 + second;
+        let unix = from_civil((year, month, day), (hour, minute, second)).secs();
         Some(Self {
             unix,
             basic: text.to_owned(),
@@ -105,7 +103,7 @@ impl AmzDate {
     pub fn from_unix(unix: i64) -> Self {
         Self {
             unix,
-            basic: format_basic(unix),
+            basic: UnixTime::from_secs(unix).basic(),
         }
     }
 
@@ -128,34 +126,6 @@ impl AmzDate {
     }
 }
 
-/// `20260101T000000Z`.
-#[must_use]
-pub fn format_basic(unix: i64) -> String {
-    let (y, mo, d, h, mi, s) = split(unix);
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
-}
-
-/// `2026-01-01T00:00:00Z`, as STS `Expiration` and IAM `CreateDate` are written.
-#[must_use]
-pub fn format_iso8601(unix: i64) -> String {
-    let (y, mo, d, h, mi, s) = split(unix);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-}
-
-/// `20260101`.
-#[must_use]
-pub fn format_date8(unix: i64) -> String {
-    let (y, mo, d, ..) = split(unix);
-    format!("{y:04}{mo:02}{d:02}")
-}
-
-fn split(unix: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = unix.div_euclid(SECS_PER_DAY);
-    let rem = unix.rem_euclid(SECS_PER_DAY);
-    let (y, m, d) = civil_from_days(days);
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 /// ASCII digits `b[start..start + len]` as a number; `None` on any other byte.
 fn digits(b: &[u8], start: usize, len: usize) -> Option<i64> {
     b.get(start..start + len)?
@@ -165,80 +135,14 @@ fn digits(b: &[u8], start: usize, len: usize) -> Option<i64> {
         })
 }
 
-fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (month 1..=12, day 1..=31).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`]. Total for every `i64` day count the callers produce
-/// (`unix / 86400` stays far from overflow).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn formats_known_instants() {
-        assert_eq!(format_basic(0), "19700101T000000Z");
-        assert_eq!(format_iso8601(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_basic(1_767_225_600), "20260101T000000Z");
-        assert_eq!(format_iso8601(1_767_225_600), "2026-01-01T00:00:00Z");
-        assert_eq!(format_date8(1_767_225_600), "20260101");
-        // The AWS SigV4 test-suite instant.
-        assert_eq!(format_basic(1_440_938_160), "20150830T123600Z");
-        assert_eq!(format_iso8601(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(format_iso8601(4_107_542_400), "2100-03-01T00:00:00Z");
-        assert_eq!(format_iso8601(-1), "1969-12-31T23:59:59Z");
-        assert_eq!(format_iso8601(253_402_300_799), "9999-12-31T23:59:59Z");
-    }
-
-    #[test]
     fn extreme_inputs_do_not_panic() {
         for unix in [i64::MIN, i64::MIN + 1, -1, i64::MAX - 1, i64::MAX] {
-            let _ = format_basic(unix);
-            let _ = format_iso8601(unix);
-            let _ = format_date8(unix);
             let _ = AmzDate::from_unix(unix).date8().len();
-        }
-    }
-
-    #[test]
-    fn civil_round_trip_over_five_centuries() {
-        for days in (-200_000..200_000).step_by(7) {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-            assert!(d >= 1 && d <= days_in_month(y, m));
         }
     }
 

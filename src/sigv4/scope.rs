@@ -4,7 +4,8 @@
 //! no store access. Skew is checked first, as AWS does (dacut/scratchstack-aws-signature's
 //! error-ordering rules 10-13); every failing scope clause is then reported at once.
 
-use super::date::format_basic;
+use crate::time::UnixTime;
+
 use super::{ScopeMismatch, SigV4Error, SignedRequest, TERMINATOR};
 
 /// What a credential scope must name, and how far a request's clock may be off.
@@ -36,8 +37,8 @@ pub fn check_scope_and_time(
     if request < earliest {
         return Err(SigV4Error::SignatureExpired {
             request: signed.date.basic().to_owned(),
-            bound: format_basic(earliest),
-            now: format_basic(now_unix),
+            bound: UnixTime::from_secs(earliest).basic(),
+            now: UnixTime::from_secs(now_unix).basic(),
             skew_secs: skew,
         });
     }
@@ -45,8 +46,8 @@ pub fn check_scope_and_time(
     if request > latest {
         return Err(SigV4Error::SignatureNotYetCurrent {
             request: signed.date.basic().to_owned(),
-            bound: format_basic(latest),
-            now: format_basic(now_unix),
+            bound: UnixTime::from_secs(latest).basic(),
+            now: UnixTime::from_secs(now_unix).basic(),
             skew_secs: skew,
         });
     }

@@ -119,7 +119,7 @@ impl Store {
         let mut conn = Connection::open(&db_path)?;
         schema::configure(&conn)?;
         schema::migrate(&conn)?;
-        let bootstrap = initialise(&mut conn, &sealer, data_dir, clock.now_unix())?;
+        let bootstrap = initialise(&mut conn, &sealer, data_dir, clock.now().secs())?;
         let account_id: String =
             conn.query_row("SELECT value FROM meta WHERE key = 'account_id'", [], |r| {
                 r.get(0)

@@ -179,7 +179,7 @@ impl Writer {
         self.polls_since_prune += 1;
         if self.polls_since_prune >= 600 {
             self.polls_since_prune = 0;
-            let cutoff = self.clock.now_unix() - CHANGE_LOG_RETENTION_SECS;
+            let cutoff = self.clock.now().secs() - CHANGE_LOG_RETENTION_SECS;
             if let Err(e) = self
                 .conn
                 .execute("DELETE FROM change_log WHERE created_at < ?1", [cutoff])
@@ -236,7 +236,7 @@ impl Writer {
         writes: Vec<(WriteFn, Option<String>)>,
         completions: &mut Vec<(bool, Completion, Option<String>)>,
     ) -> Result<(), StoreError> {
-        let now = self.clock.now_unix();
+        let now = self.clock.now().secs();
         // A job that never runs drops its reply channel; its caller then sees `Closed`.
         let mut tx = self
             .conn

@@ -27,9 +27,9 @@ use crate::protocol::params::Params;
 use crate::protocol::validate::{Checks, is_serial_char, parse_int};
 use crate::protocol::xml::{XmlWriter, success_body};
 use crate::session::{MfaContext, SessionCredentials};
-use crate::sigv4::date::format_iso8601;
 use crate::store::model::{Device, DeviceKind};
 use crate::store::ops;
+use crate::time::UnixTime;
 
 /// Shortest session, seconds.
 const MIN_DURATION: i64 = 900;
@@ -112,7 +112,7 @@ pub async fn handle(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
             let creds = mint(ctx, duration, None)?;
             let mut event = event(ctx, Outcome::Success, None, None);
             event.mfa_authenticated = Some(false);
-            event.expiration = Some(format_iso8601(creds.expiration));
+            event.expiration = Some(UnixTime::from_secs(creds.expiration).iso8601());
             ctx.state.store.audit_and_wait(event.to_line()).await?;
             Ok(render(ctx, &creds))
         }
@@ -182,7 +182,7 @@ async fn with_mfa(
     let creds = mint(ctx, duration, Some(mfa))?;
     let mut event = event(ctx, Outcome::Success, Some(serial), None);
     event.mfa_authenticated = Some(true);
-    event.expiration = Some(format_iso8601(creds.expiration));
+    event.expiration = Some(UnixTime::from_secs(creds.expiration).iso8601());
     let line = event.to_line();
     let serial_owned = serial.to_owned();
     // The accepted step is durable before the credentials are returned (group commit).
@@ -256,7 +256,7 @@ fn refuse(
 }
 
 fn render(ctx: &RequestCtx<'_>, creds: &SessionCredentials) -> String {
-    let expiration = format_iso8601(creds.expiration);
+    let expiration = UnixTime::from_secs(creds.expiration).iso8601();
     success_body(
         "GetSessionToken",
         Service::Sts.namespace(),

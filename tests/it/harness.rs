@@ -43,7 +43,7 @@ struct SdkClock(ManualClock);
 
 impl TimeSource for SdkClock {
     fn now(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(u64::try_from(self.0.now_unix()).unwrap())
+        UNIX_EPOCH + Duration::from_secs(u64::try_from(self.0.now().secs()).unwrap())
     }
 }
 
@@ -116,7 +116,7 @@ impl TestBroker {
     }
 
     pub fn now(&self) -> i64 {
-        self.clock.now_unix()
+        self.clock.now().secs()
     }
 
     /// An STS client signing with the broker's settable clock.
