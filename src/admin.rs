@@ -1,21 +1,22 @@
-//! Operator commands that act on the store directly (the seed's "console only" paths): import
-//! hardware TOTP seeds, register FIDO security keys, enable or deactivate MFA devices of the
-//! root user. They write through the same operations as the API, and a running broker picks the
-//! changes up from `change_log` within its poll interval, without a restart.
+//! Operator commands that act on the store directly (the console-only paths of
+//! `docs/mfa.md#who-may-enable-what`): import hardware TOTP seeds, register FIDO security keys,
+//! enable or deactivate MFA devices of the root user. They write through the same operations
+//! as the API, and a running broker picks the changes up from `change_log` within its poll
+//! interval, without a restart.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::audit::{AuditEvent, Outcome};
+use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::mfa::base32;
 use crate::mfa::totp::TokenCode;
+use crate::model::Owner;
 use crate::protocol::validate::{is_name_char, is_serial_char};
-use crate::store::model::Owner;
-use crate::store::ops::{self, CodeCheck};
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::ops::{self, CodePair, FidoRegistration};
+use crate::store::{Store, StoreError, StoreOptions, queries};
 
 /// Why an admin command failed.
 #[non_exhaustive]
@@ -36,16 +37,26 @@ pub struct Admin {
     clock: SharedClock,
 }
 
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("account_id", &self.store.account_id())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Admin {
     /// Opens the data dir of `config` (created on first use, like `serve`).
     pub fn open(config: Config, clock: SharedClock) -> Result<Self, AdminError> {
+        Store::create_data_dir(&config.data_dir)?;
+        let audit = AuditLog::open(&config.audit).map_err(|e| AdminError::Input(e.to_string()))?;
         let (store, bootstrap) = Store::open(
             &config.data_dir,
-            Arc::clone(&clock),
             StoreOptions {
                 load_index: false,
-                audit: config.audit.clone(),
+                audit,
                 poll: Duration::from_millis(config.change_poll_millis),
+                clock: Arc::clone(&clock),
             },
         )?;
         if let Some(b) = bootstrap {
@@ -61,21 +72,14 @@ impl Admin {
         })
     }
 
-    fn audit(
-        &self,
-        action: &str,
-        serial: Option<&str>,
-        target: Option<&str>,
-        ok: bool,
-        reason: Option<&str>,
-    ) {
+    fn audit(&self, action: &str, serial: Option<&str>, target: Option<&str>, ok: bool) {
         let outcome = if ok {
             Outcome::Success
         } else {
             Outcome::Failure
         };
         let mut e = AuditEvent::new(
-            self.clock.now().secs(),
+            self.clock.now(),
             "admin",
             self.store.account_id(),
             action,
@@ -84,7 +88,7 @@ impl Admin {
         e.principal = Some("operator");
         e.serial = serial;
         e.target_user = target;
-        e.reason = reason;
+        e.reason = (!ok).then_some("rejected");
         self.store.audit(e.to_line());
     }
 
@@ -128,30 +132,19 @@ impl Admin {
         let count = rows.len();
         let result = self.store.write_blocking(move |w| {
             for (serial, seed) in &rows {
-                ops::import_hardware_device(w, serial, seed).map_err(|e| match e {
-                    StoreError::DeviceExists => StoreError::WrongDeviceKind(format!(
-                        "{serial}: a device with this serial already exists"
-                    )),
-                    other => other,
-                })?;
+                ops::import_hardware_device(w, serial, seed)?;
             }
             Ok(rows.into_iter().map(|(s, _)| s).collect::<Vec<_>>())
         });
         match result {
             Ok(serials) => {
                 for s in &serials {
-                    self.audit("ImportHardwareMFADevice", Some(s), None, true, None);
+                    self.audit("ImportHardwareMFADevice", Some(s), None, true);
                 }
                 Ok(count)
             }
             Err(e) => {
-                self.audit(
-                    "ImportHardwareMFADevice",
-                    None,
-                    None,
-                    false,
-                    Some("rejected"),
-                );
+                self.audit("ImportHardwareMFADevice", None, None, false);
                 Err(e.into())
             }
         }
@@ -161,10 +154,10 @@ impl Admin {
         if name.eq_ignore_ascii_case("root") {
             return Ok(Owner::Root);
         }
-        let name = name.to_owned();
-        let user = self.store.write_blocking(move |w| {
-            crate::store::rows::user_by_name(w.conn(), &name)?.ok_or(StoreError::NoSuchUser(name))
-        })?;
+        let user = self
+            .store
+            .read_blocking(|conn, _| queries::user_by_name(conn, name))?
+            .ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))?;
         Ok(Owner::User(user.id))
     }
 
@@ -191,23 +184,22 @@ impl Admin {
                 "key name must be 1-64 characters of [\\w+=,.@-]".into(),
             ));
         }
-        let owner = self.owner_by_name(user)?;
-        let (u, k, c, p) = (
-            user.to_owned(),
-            key_name.to_owned(),
-            credential_id.to_owned(),
-            public_key.to_owned(),
-        );
-        let max = self.config.max_mfa_devices_per_user;
+        let key = FidoRegistration {
+            owner: self.owner_by_name(user)?,
+            owner_name: user.to_owned(),
+            key_name: key_name.to_owned(),
+            credential_id: credential_id.to_owned(),
+            public_key: public_key.to_owned(),
+            max_devices: self.config.max_mfa_devices_per_user,
+        };
         let result = self
             .store
-            .write_blocking(move |w| ops::register_fido_key(w, &owner, &u, &k, &c, &p, max));
+            .write_blocking(move |w| ops::register_fido_key(w, &key));
         self.audit(
             "RegisterFIDOSecurityKey",
             result.as_deref().ok(),
             Some(user),
             result.is_ok(),
-            None,
         );
         Ok(result?)
     }
@@ -218,20 +210,21 @@ impl Admin {
         let codes = TokenCode::parse(code1)
             .zip(TokenCode::parse(code2))
             .ok_or_else(|| AdminError::Input("codes must be six digits each".into()))?;
-        let check = CodeCheck {
+        let pair = CodePair {
+            serial: serial.to_owned(),
+            owner: Owner::Root,
+            codes,
             window: self.config.mfa_resync_window,
         };
         let max = self.config.max_mfa_devices_per_user;
-        let s = serial.to_owned();
         let result = self
             .store
-            .write_blocking(move |w| ops::enable_device(w, &s, &Owner::Root, codes, check, max));
+            .write_blocking(move |w| ops::enable_device(w, &pair, max));
         self.audit(
             "EnableMFADevice",
             Some(serial),
             Some("root"),
             result.is_ok(),
-            None,
         );
         result.map(|_| ()).map_err(Into::into)
     }
@@ -239,21 +232,10 @@ impl Admin {
     /// Deactivates a device whoever holds it (root's included).
     pub fn deactivate(&self, serial: &str) -> Result<(), AdminError> {
         let s = serial.to_owned();
-        let result = self.store.write_blocking(move |w| {
-            let device = crate::store::rows::device_by_serial(w.conn(), w.sealer, &s)?
-                .ok_or_else(|| StoreError::NoSuchDevice(s.clone()))?;
-            let owner = device
-                .assigned_to
-                .ok_or_else(|| StoreError::NoSuchDevice(s.clone()))?;
-            ops::deactivate_device(w, &s, &owner).map(|_| ())
-        });
-        self.audit(
-            "DeactivateMFADevice",
-            Some(serial),
-            None,
-            result.is_ok(),
-            None,
-        );
+        let result = self
+            .store
+            .write_blocking(move |w| ops::deactivate_any_device(w, &s).map(|_| ()));
+        self.audit("DeactivateMFADevice", Some(serial), None, result.is_ok());
         result.map_err(Into::into)
     }
 

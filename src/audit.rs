@@ -1,12 +1,95 @@
 //! Audit records: one JSON line per GetSessionToken and per MFA-device change, with time, request
 //! id, account, principal, serial, outcome, reason and source address. Never a code, a seed or a
 //! secret: the record type has no field that could hold one.
+//!
+//! The [`AuditLog`] is opened here, from the configured [`AuditTarget`], and handed to the
+//! store, whose writer appends lines in the same batch as the writes they record.
 
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write as _};
 use std::net::IpAddr;
 
 use serde::Serialize;
 
+pub use crate::config::AuditTarget;
 use crate::time::UnixTime;
+
+/// Where audit lines are appended.
+pub struct AuditLog {
+    sink: Sink,
+}
+
+enum Sink {
+    File(BufWriter<File>),
+    Stdout,
+    Off,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.sink {
+            Sink::File(_) => "file",
+            Sink::Stdout => "stdout",
+            Sink::Off => "off",
+        };
+        f.debug_struct("AuditLog").field("sink", &kind).finish()
+    }
+}
+
+impl AuditLog {
+    /// Opens `target` for appending (a file is created with mode 0600).
+    pub fn open(target: &AuditTarget) -> std::io::Result<Self> {
+        let sink = match target {
+            AuditTarget::File(path) => {
+                let mut options = OpenOptions::new();
+                options.create(true).append(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt as _;
+                    options.mode(0o600);
+                }
+                let file = options.open(path).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("audit log {}: {e}", path.display()))
+                })?;
+                Sink::File(BufWriter::new(file))
+            }
+            AuditTarget::Stdout => Sink::Stdout,
+            AuditTarget::Off => Sink::Off,
+        };
+        Ok(Self { sink })
+    }
+
+    /// Appends `lines`, one JSON object each, and flushes them to the sink.
+    pub fn append(&mut self, lines: &[String]) -> std::io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        match &mut self.sink {
+            Sink::File(w) => {
+                for l in lines {
+                    writeln!(w, "{l}")?;
+                }
+                w.flush()
+            }
+            Sink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                for l in lines {
+                    writeln!(out, "{l}")?;
+                }
+                out.flush()
+            }
+            Sink::Off => Ok(()),
+        }
+    }
+
+    /// Flushes buffered lines.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.sink {
+            Sink::File(w) => w.flush(),
+            Sink::Stdout | Sink::Off => Ok(()),
+        }
+    }
+}
 
 /// The outcome of an audited action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -63,14 +146,14 @@ pub struct AuditEvent<'a> {
 impl<'a> AuditEvent<'a> {
     /// A record with the required fields; the rest are set by the caller.
     pub fn new(
-        now: i64,
+        now: UnixTime,
         request_id: &'a str,
         account: &'a str,
         action: &'a str,
         outcome: Outcome,
     ) -> Self {
         Self {
-            time: UnixTime::from_secs(now).iso8601(),
+            time: now.iso8601(),
             request_id,
             account,
             action,
@@ -102,7 +185,7 @@ mod tests {
     #[test]
     fn line_is_json_with_only_set_fields() {
         let mut e = AuditEvent::new(
-            0,
+            UnixTime::from_secs(0),
             "rid",
             "123456789012",
             "GetSessionToken",

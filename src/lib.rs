@@ -2,35 +2,56 @@
 //! `GetSessionToken` with SigV4, prove an MFA device with a TOTP code, and receive short-lived
 //! session credentials; every AWS client works against it through `--endpoint-url`.
 //!
-//! The library face: [`Broker::open`] a data dir with a [`Config`], then [`Broker::start`] it.
+//! Two ways to embed it:
+//! - the whole broker: [`Broker::builder`] on a [`Config`], then [`Broker::start`] (binds the
+//!   configured address) or [`Broker::serve`] (on your listener, until your shutdown signal);
+//! - only the check, for a service of your own behind the broker: a [`Verifier`] over the
+//!   broker's data dir ([`Verifier::follow_data_dir`]) verifies SigV4 requests signed with the
+//!   broker's credentials, MFA context included, and writes nothing.
 
-pub mod admin;
-pub mod app;
-pub mod audit;
-pub mod auth;
-pub mod clock;
-pub mod config;
-pub mod iam;
-pub mod ids;
-pub mod mfa;
-pub mod protocol;
-pub mod server;
-pub mod session;
-pub mod sigv4;
-pub mod store;
-pub mod sts;
-pub mod time;
+mod admin;
+mod api;
+mod audit;
+mod clock;
+mod config;
+mod ids;
+mod mfa;
+mod model;
+mod protocol;
+mod server;
+mod session;
+mod sigv4;
+mod store;
+mod time;
+mod verifier;
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use admin::{Admin, AdminError};
+pub use audit::AuditTarget;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use config::Config;
+pub use config::{Config, ConfigError};
+pub use mfa::guard::{AttemptLimiter, GuardError, GuardFuture, ReplayGuard};
+pub use mfa::replay::InMemoryReplayGuard;
+pub use mfa::throttle::{Locked, Throttle, ThrottlePolicy};
+pub use model::Principal;
+pub use server::ServeError;
+pub use session::SessionError;
+pub use store::{Bootstrap, ROOT_CREDENTIALS_FILE, StoreError};
+pub use time::UnixTime;
+pub use verifier::{
+    AuthError, CredentialLookup, MfaAuthentication, Payload, SessionContext, VerifiedCaller,
+    Verifier, VerifyPolicy,
+};
 
-use app::AppState;
-use mfa::throttle::{Throttle, ThrottlePolicy};
+use api::Api;
+use audit::AuditLog;
+use server::ServerSettings;
 use session::KeyRing;
-use store::{Bootstrap, Store, StoreOptions};
+use store::{Store, StoreOptions};
 
 /// Why the broker could not start.
 #[non_exhaustive]
@@ -38,101 +59,205 @@ use store::{Bootstrap, Store, StoreOptions};
 pub enum BrokerError {
     /// The configuration is invalid.
     #[error(transparent)]
-    Config(#[from] config::ConfigError),
+    Config(#[from] ConfigError),
     /// The store could not be opened.
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Store(#[from] StoreError),
+    /// The audit log could not be opened.
+    #[error("{0}")]
+    Audit(std::io::Error),
     /// The session key ring could not be built.
     #[error("session keys: {0}")]
-    Session(#[from] session::SessionError),
+    Session(#[from] SessionError),
     /// The listener could not start.
     #[error(transparent)]
-    Serve(#[from] server::ServeError),
+    Serve(#[from] ServeError),
+}
+
+/// How to open a broker: its configuration, and what to inject instead of the defaults.
+pub struct BrokerBuilder {
+    config: Config,
+    clock: SharedClock,
+    replay: Option<Arc<dyn ReplayGuard>>,
+    limiter: Option<Arc<dyn AttemptLimiter>>,
+}
+
+impl BrokerBuilder {
+    /// The clock requests are judged by (default: the system clock).
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The replay guard of TOTP steps (default: [`InMemoryReplayGuard`], made durable by the
+    /// store's record of accepted steps).
+    #[must_use]
+    pub fn replay_guard(mut self, guard: Arc<dyn ReplayGuard>) -> Self {
+        self.replay = Some(guard);
+        self
+    }
+
+    /// The MFA failure lock-out (default: a [`Throttle`] with the configured policy).
+    #[must_use]
+    pub fn attempt_limiter(mut self, limiter: Arc<dyn AttemptLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Opens (creating on first use) the data dir; returns what the first start created.
+    pub fn open(self) -> Result<(Broker, Option<Bootstrap>), BrokerError> {
+        let config = self.config;
+        config.validate()?;
+        Store::create_data_dir(&config.data_dir)?;
+        let audit = AuditLog::open(&config.audit).map_err(BrokerError::Audit)?;
+        let (store, bootstrap) = Store::open(
+            &config.data_dir,
+            StoreOptions {
+                load_index: true,
+                audit,
+                poll: Duration::from_millis(config.change_poll_millis),
+                clock: Arc::clone(&self.clock),
+            },
+        )?;
+        let index = store
+            .index()
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt("the index was not loaded".into()))?;
+        let keys = Arc::new(KeyRing::new(store.server_keys())?);
+        let limiter = self.limiter.unwrap_or_else(|| {
+            Arc::new(Throttle::new(ThrottlePolicy {
+                free_failures: config.mfa_free_failures,
+                base_backoff_secs: config.mfa_base_backoff_secs,
+                max_backoff_secs: config.mfa_max_backoff_secs,
+            }))
+        });
+        let replay = self
+            .replay
+            .unwrap_or_else(|| Arc::new(InMemoryReplayGuard::new()));
+        let api = Api::new(config, self.clock, store, index, keys, replay, limiter);
+        Ok((Broker { api: Arc::new(api) }, bootstrap))
+    }
 }
 
 /// An opened broker, ready to serve.
 pub struct Broker {
-    state: Arc<AppState>,
+    api: Arc<Api>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("account_id", &self.account_id())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Broker {
-    /// Opens (creating on first use) the data dir of `config`.
+    /// A builder for a broker on `config`.
+    pub fn builder(config: Config) -> BrokerBuilder {
+        BrokerBuilder {
+            config,
+            clock: Arc::new(SystemClock),
+            replay: None,
+            limiter: None,
+        }
+    }
+
+    /// Opens (creating on first use) the data dir of `config`, judging requests by `clock`.
     pub fn open(
         config: Config,
         clock: SharedClock,
     ) -> Result<(Self, Option<Bootstrap>), BrokerError> {
-        config.validate()?;
-        let (store, bootstrap) = Store::open(
-            &config.data_dir,
-            Arc::clone(&clock),
-            StoreOptions {
-                load_index: true,
-                audit: config.audit.clone(),
-                poll: Duration::from_millis(config.change_poll_millis),
-            },
-        )?;
-        let keys = KeyRing::new(store.server_keys())?;
-        let throttle = Throttle::new(ThrottlePolicy {
-            free_failures: config.mfa_free_failures,
-            base_backoff_secs: config.mfa_base_backoff_secs,
-            max_backoff_secs: config.mfa_max_backoff_secs,
-        });
-        let state = Arc::new(AppState {
-            config,
-            clock,
-            store,
-            keys,
-            throttle,
-        });
-        Ok((Self { state }, bootstrap))
+        Self::builder(config).clock(clock).open()
     }
 
     /// The account id.
     pub fn account_id(&self) -> &str {
-        self.state.store.account_id()
+        self.api.store.account_id()
     }
 
-    /// The shared state (for embedding and tests).
-    pub fn state(&self) -> &Arc<AppState> {
-        &self.state
+    /// The verifier of this broker's credentials, for checking requests to a service that
+    /// runs in the same process.
+    pub fn verifier(&self) -> &Verifier {
+        &self.api.verifier
     }
 
-    /// Starts listening on the configured address.
+    /// Binds the configured address and serves in the background until
+    /// [`RunningBroker::shutdown`].
     pub async fn start(self) -> Result<RunningBroker, BrokerError> {
-        let listening = server::listen(Arc::clone(&self.state)).await?;
+        let config = &self.api.config;
+        let settings = ServerSettings::from_config(config, config.listen)?;
+        let listener = server::bind(config.listen).await?;
+        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let tls = settings.is_tls();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let api = Arc::clone(&self.api);
+        let task = tokio::spawn(async move {
+            server::run(listener, Arc::clone(&api), settings, async {
+                let _ = stopped.await;
+            })
+            .await;
+            close_store(&api).await;
+        });
         Ok(RunningBroker {
-            state: self.state,
-            listening,
+            local_addr,
+            tls,
+            stop,
+            task,
         })
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then lets open requests finish and
+    /// flushes the store. The configured `listen` address is not used; the TLS settings and
+    /// the rule that plain HTTP needs loopback or `insecure_http` are.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), BrokerError> {
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: self.api.config.listen,
+            source,
+        })?;
+        let settings = ServerSettings::from_config(&self.api.config, addr)?;
+        server::run(listener, Arc::clone(&self.api), settings, shutdown).await;
+        close_store(&self.api).await;
+        Ok(())
     }
 }
 
+async fn close_store(api: &Api) {
+    let store = api.store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.close()).await;
+}
+
 /// A broker accepting requests.
+#[derive(Debug)]
 pub struct RunningBroker {
-    state: Arc<AppState>,
-    listening: server::Listening,
+    local_addr: SocketAddr,
+    tls: bool,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningBroker {
     /// The bound address.
-    pub fn local_addr(&self) -> std::net::SocketAddr {
-        self.listening.local_addr
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     /// Whether it speaks TLS.
     pub fn is_tls(&self) -> bool {
-        self.listening.tls
-    }
-
-    /// The shared state.
-    pub fn state(&self) -> &Arc<AppState> {
-        &self.state
+        self.tls
     }
 
     /// Stops accepting, drains open requests, and flushes the store.
     pub async fn shutdown(self) {
-        self.listening.shutdown().await;
-        let store = self.state.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }

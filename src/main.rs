@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use sts_broker::admin::Admin;
+use sts_broker::Admin;
 use sts_broker::{Broker, Config, SystemClock};
 
 #[derive(Parser)]

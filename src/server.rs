@@ -1,16 +1,19 @@
 //! The listener: accept loop, optional TLS (rustls), HTTP/1.1 and HTTP/2 with limits and a
 //! header-read timeout (hyper's needs a timer, or it is silently off), a per-request timeout,
-//! and graceful shutdown.
+//! and graceful shutdown. It knows nothing of what it serves: a [`Handler`] answers requests.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::Request;
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -18,13 +21,9 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::app::{self, AppState};
-use crate::ids;
-use crate::protocol::Service;
-use crate::protocol::error::ApiError;
+use crate::config::Config;
 
 /// How long connections may take to finish after shutdown starts.
 const DRAIN_SECS: u64 = 10;
@@ -51,21 +50,70 @@ pub enum ServeError {
     },
 }
 
-/// A broker that is accepting connections.
-pub struct Listening {
-    /// The bound address (useful with port 0).
-    pub local_addr: SocketAddr,
-    /// Whether it speaks TLS.
-    pub tls: bool,
-    shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+/// What answers the requests of a connection.
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// Answers one request from `remote`; never fails (failures are error responses).
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> impl Future<Output = Response<Full<Bytes>>> + Send;
+
+    /// The answer to a request that took longer than the request timeout.
+    fn timeout_response(&self) -> Response<Full<Bytes>>;
 }
 
-impl Listening {
-    /// Stops accepting, lets open requests finish (up to 10 s), and returns.
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+/// Connection-level settings, from the configuration.
+#[derive(Clone)]
+pub(crate) struct ServerSettings {
+    tls: Option<TlsAcceptor>,
+    header_read_timeout: Duration,
+    request_timeout: Duration,
+    max_header_bytes: usize,
+}
+
+impl ServerSettings {
+    /// Loads the TLS material of `cfg` and checks that plain HTTP is allowed where it would
+    /// be used (`listen` is where the listener is, or will be, bound).
+    pub(crate) fn from_config(cfg: &Config, listen: SocketAddr) -> Result<Self, ServeError> {
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(c), Some(k)) => Some(tls_acceptor(c, k)?),
+            _ => None,
+        };
+        if tls.is_none() && !listen.ip().is_loopback() && !cfg.insecure_http {
+            return Err(ServeError::InsecureListen(listen));
+        }
+        Ok(Self {
+            tls,
+            header_read_timeout: Duration::from_secs(cfg.header_read_timeout_secs),
+            request_timeout: Duration::from_secs(cfg.request_timeout_secs),
+            max_header_bytes: cfg.max_header_bytes,
+        })
+    }
+
+    /// Whether connections speak TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    fn http_builder(&self) -> auto::Builder<TokioExecutor> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // hyper refuses buffers under 8 KiB; the application checks the exact header limit and
+        // answers in AWS's shape, hyper's (and h2's) own limit is the backstop, for both
+        // protocols.
+        let buf = (self.max_header_bytes.saturating_mul(2)).max(8192);
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .max_buf_size(buf);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(128)
+            .max_header_list_size(u32::try_from(buf).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        builder
     }
 }
 
@@ -87,86 +135,46 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Binds the configured address and serves until [`Listening::shutdown`].
-pub async fn listen(state: Arc<AppState>) -> Result<Listening, ServeError> {
-    let cfg = &state.config;
-    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(c), Some(k)) => Some(tls_acceptor(c, k)?),
-        _ => None,
-    };
-    if tls.is_none() && !cfg.listen.ip().is_loopback() && !cfg.insecure_http {
-        return Err(ServeError::InsecureListen(cfg.listen));
-    }
-    let listener = TcpListener::bind(cfg.listen)
+/// Binds `addr`.
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: cfg.listen,
-        source,
-    })?;
-    let (shutdown, rx) = watch::channel(false);
-    let has_tls = tls.is_some();
-    let task = tokio::spawn(accept_loop(state, listener, tls, rx));
-    Ok(Listening {
-        local_addr,
-        tls: has_tls,
-        shutdown,
-        task,
-    })
+        .map_err(|source| ServeError::Bind { addr, source })
 }
 
-fn http_builder(state: &AppState) -> auto::Builder<TokioExecutor> {
-    let cfg = &state.config;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper refuses buffers under 8 KiB; the application checks the exact header limit and
-    // answers in AWS's shape, hyper's (and h2's) own limit is the backstop, for both protocols.
-    let buf = (cfg.max_header_bytes.saturating_mul(2)).max(8192);
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(cfg.header_read_timeout_secs))
-        .max_buf_size(buf);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(128)
-        .max_header_list_size(u32::try_from(buf).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    builder
-}
-
-async fn accept_loop(
-    state: Arc<AppState>,
+/// Accepts connections on `listener` and serves them with `handler` until `shutdown`
+/// completes; then lets open requests finish (up to 10 s).
+pub(crate) async fn run<H: Handler>(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    mut shutdown: watch::Receiver<bool>,
+    handler: Arc<H>,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()>,
 ) {
-    let builder = http_builder(&state);
+    let builder = settings.http_builder();
     let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
-                    let state = Arc::clone(&state);
+                    let handler = Arc::clone(&handler);
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
-                    match tls.clone() {
+                    let timeout = settings.request_timeout;
+                    match settings.tls.clone() {
                         Some(acceptor) => {
-                            let handshake_timeout = Duration::from_secs(state.config.header_read_timeout_secs);
+                            let handshake_timeout = settings.header_read_timeout;
                             tokio::spawn(async move {
                                 match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                                    Ok(Ok(io)) => serve(state, builder, watcher, io, remote).await,
+                                    Ok(Ok(io)) => serve(handler, builder, watcher, io, remote, timeout).await,
                                     Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
                                     Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
                                 }
                             });
                         }
                         None => {
-                            tokio::spawn(serve(state, builder, watcher, stream, remote));
+                            tokio::spawn(serve(handler, builder, watcher, stream, remote, timeout));
                         }
                     }
                 }
@@ -176,7 +184,7 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = shutdown.changed() => break,
+            () = &mut shutdown => break,
         }
     }
     drop(listener);
@@ -188,31 +196,25 @@ async fn accept_loop(
     }
 }
 
-async fn serve<I>(
-    state: Arc<AppState>,
+async fn serve<H, I>(
+    handler: Arc<H>,
     builder: auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     io: I,
     remote: SocketAddr,
+    request_timeout: Duration,
 ) where
+    H: Handler,
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req: Request<Incoming>| {
-        let state = Arc::clone(&state);
+        let handler = Arc::clone(&handler);
         async move {
-            let limit = Duration::from_secs(state.config.request_timeout_secs);
-            let resp = match tokio::time::timeout(limit, app::handle(&state, req, remote)).await {
-                Ok(resp) => resp,
-                Err(_) => {
-                    let mut resp = app::error_response(
-                        &ApiError::RequestTimeout,
-                        &ids::request_id(),
-                        Service::Sts,
-                    );
-                    app::set_date(&mut resp, state.clock.now());
-                    resp
-                }
-            };
+            let resp =
+                match tokio::time::timeout(request_timeout, handler.handle(req, remote)).await {
+                    Ok(resp) => resp,
+                    Err(_) => handler.timeout_response(),
+                };
             Ok::<_, Infallible>(resp)
         }
     });

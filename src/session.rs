@@ -13,8 +13,8 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::ids;
+use crate::model::Owner;
 use crate::store::ServerKey;
-use crate::store::model::Owner;
 
 /// `iss` of every session token.
 const ISSUER: &str = "sts-broker";
@@ -62,18 +62,6 @@ impl SessionClaims {
     /// The principal as an owner.
     pub fn owner(&self) -> Owner {
         Owner::from_db(self.sub.clone())
-    }
-
-    /// `aws:MultiFactorAuthPresent`.
-    pub fn mfa_present(&self) -> bool {
-        self.mfa.is_some()
-    }
-
-    /// `aws:MultiFactorAuthAge` at `now`, when MFA was used.
-    pub fn mfa_age(&self, now: i64) -> Option<i64> {
-        self.mfa
-            .as_ref()
-            .map(|m| now.saturating_sub(m.auth_time).max(0))
     }
 }
 
@@ -258,7 +246,7 @@ mod tests {
             kid: format!("k{seed}"),
             signing: Zeroizing::new([seed; 32]),
             derivation: Zeroizing::new([seed.wrapping_add(1); 32]),
-            created_at: 1,
+            created_at: crate::time::UnixTime::from_secs(1),
         }])
         .unwrap()
     }
@@ -285,8 +273,7 @@ mod tests {
         let (claims, secret) = r.verify(&c.access_key_id, &c.session_token, 1_899).unwrap();
         assert_eq!(secret.as_str(), c.secret_access_key.as_str());
         assert_eq!(claims.owner(), Owner::User("AIDAX".into()));
-        assert!(!claims.mfa_present());
-        assert_eq!(claims.mfa_age(1_500), None);
+        assert_eq!(claims.mfa, None);
     }
 
     #[test]
@@ -347,8 +334,6 @@ mod tests {
             .unwrap();
         let (claims, _) = r.verify(&c.access_key_id, &c.session_token, 1_100).unwrap();
         assert_eq!(claims.mfa, Some(mfa));
-        assert!(claims.mfa_present());
-        assert_eq!(claims.mfa_age(1_100), Some(100));
     }
 
     #[test]

@@ -8,37 +8,20 @@
 //! retires every earlier step of the window, which is what makes "reuse is rejected" hold
 //! for codes that were never themselves submitted.
 //!
-//! The trait lets a shared implementation (e.g. Redis, for several broker nodes) replace the
-//! in-memory default without the request path changing.
+//! This is the embedded [`ReplayGuard`]; a shared implementation (for several broker nodes)
+//! replaces it without the request path changing.
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-/// The per-device record of the last accepted TOTP step.
-pub trait ReplayGuard: Send + Sync {
-    /// Atomically accept `step` for `device` only if it is later than the last accepted
-    /// step; true = this caller won.
-    fn try_advance(&self, device: &str, step: i64) -> bool;
-
-    /// The last accepted step for `device`, if any.
-    fn last_accepted(&self, device: &str) -> Option<i64>;
-
-    /// Raises the last accepted step for `device` to at least `last_step` (an atomic max):
-    /// when loading the durable record at start-up and whenever a device row is re-read. It
-    /// never lowers the record, so a re-read of a row whose newest step is not committed yet
-    /// cannot reopen that step. (Enable and Resync only ever move the step forward.)
-    fn seed(&self, device: &str, last_step: i64);
-
-    /// Drops the record for `device` (device deactivated or deleted).
-    fn forget(&self, device: &str);
-}
+use super::guard::{GuardFuture, ReplayGuard};
 
 /// The default [`ReplayGuard`]: a concurrent map from device serial to last accepted step.
 ///
-/// Keys are inserted by [`try_advance`](ReplayGuard::try_advance) and
-/// [`seed`](ReplayGuard::seed) and are never evicted, so callers must only pass serials of
-/// registered devices (never raw request input before the device lookup succeeded); memory
-/// is then bounded by the number of devices, one small entry each.
+/// Keys are inserted on a device's first accepted step and removed by
+/// [`forget`](ReplayGuard::forget), so callers must only pass serials of registered devices
+/// (never raw request input before the device lookup succeeded); memory is then bounded by the
+/// number of devices, one small entry each.
 #[derive(Debug, Default)]
 pub struct InMemoryReplayGuard {
     last_steps: DashMap<String, i64>,
@@ -78,8 +61,10 @@ fn advance(last: &mut i64, step: i64) -> bool {
     }
 }
 
-impl ReplayGuard for InMemoryReplayGuard {
-    fn try_advance(&self, device: &str, step: i64) -> bool {
+impl InMemoryReplayGuard {
+    /// Atomically accepts `step` for `device` only if it is later than the last accepted
+    /// step; true = this caller won.
+    pub fn try_advance(&self, device: &str, step: i64) -> bool {
         // Fast path for known devices: no key allocation. The write guard is dropped at the
         // end of this statement, before the map is touched again.
         if let Some(mut last) = self.last_steps.get_mut(device) {
@@ -96,24 +81,51 @@ impl ReplayGuard for InMemoryReplayGuard {
         }
     }
 
-    fn last_accepted(&self, device: &str) -> Option<i64> {
+    /// The last accepted step for `device`, if any.
+    pub fn last_accepted(&self, device: &str) -> Option<i64> {
         self.last_steps.get(device).map(|last| *last)
     }
 
-    fn seed(&self, device: &str, last_step: i64) {
+    /// The first of `candidates` later than both the record and `floor`, recorded, under one
+    /// shard lock.
+    fn accept_first(&self, device: &str, candidates: &[i64], floor: i64) -> Option<i64> {
+        let pick = |last: i64| candidates.iter().copied().find(|&s| s > last.max(floor));
+        // Known devices take the fast path, without allocating a key; the write guard is
+        // dropped at the end of the block, before the map is touched again.
+        if let Some(mut last) = self.last_steps.get_mut(device) {
+            let step = pick(*last)?;
+            *last = step;
+            return Some(step);
+        }
         match self.last_steps.entry(device.to_owned()) {
             Entry::Occupied(mut occupied) => {
-                let last = occupied.get_mut();
-                *last = (*last).max(last_step);
+                let step = pick(*occupied.get())?;
+                *occupied.get_mut() = step;
+                Some(step)
             }
             Entry::Vacant(vacant) => {
-                vacant.insert(last_step);
+                let step = pick(floor)?;
+                vacant.insert(step);
+                Some(step)
             }
         }
     }
+}
 
-    fn forget(&self, device: &str) {
+impl ReplayGuard for InMemoryReplayGuard {
+    fn try_accept<'a>(
+        &'a self,
+        device: &'a str,
+        candidates: &'a [i64],
+        floor: i64,
+    ) -> GuardFuture<'a, Option<i64>> {
+        let accepted = self.accept_first(device, candidates, floor);
+        Box::pin(std::future::ready(Ok(accepted)))
+    }
+
+    fn forget<'a>(&'a self, device: &'a str) -> GuardFuture<'a, ()> {
         self.last_steps.remove(device);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 
@@ -157,19 +169,18 @@ mod tests {
     }
 
     #[test]
-    fn seed_only_raises_and_forget_removes() {
+    fn candidates_above_the_record_and_the_floor_win_and_forget_removes() {
         let guard = InMemoryReplayGuard::with_capacity(4);
         assert!(guard.is_empty());
-        guard.seed(DEVICE, 500);
-        assert!(!guard.try_advance(DEVICE, 500));
-        // A stale re-read of the durable record must not reopen accepted steps.
-        guard.seed(DEVICE, 300);
-        assert_eq!(guard.last_accepted(DEVICE), Some(500));
-        assert!(!guard.try_advance(DEVICE, 301));
-        guard.seed(DEVICE, 600);
-        assert_eq!(guard.last_accepted(DEVICE), Some(600));
-        assert!(guard.try_advance(DEVICE, 601));
-        guard.forget(DEVICE);
+        // The store's record (the floor) refuses what it holds, even on a fresh guard.
+        assert_eq!(guard.accept_first(DEVICE, &[500], 500), None);
+        assert_eq!(guard.accept_first(DEVICE, &[500, 501], 500), Some(501));
+        // A stale floor cannot reopen what the guard accepted.
+        assert_eq!(guard.accept_first(DEVICE, &[501], 300), None);
+        // Preference order is the caller's: the first eligible candidate wins.
+        assert_eq!(guard.accept_first(DEVICE, &[503, 502], 300), Some(503));
+        assert_eq!(guard.last_accepted(DEVICE), Some(503));
+        drop(guard.forget(DEVICE));
         assert_eq!(guard.last_accepted(DEVICE), None);
         assert!(guard.is_empty());
     }

@@ -44,6 +44,9 @@
 use dashmap::DashMap;
 use thiserror::Error;
 
+use super::guard::{AttemptLimiter, GuardFuture};
+use crate::time::UnixTime;
+
 /// How many failures are free and how long locks last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottlePolicy {
@@ -82,14 +85,14 @@ impl ThrottlePolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[error("MFA device is locked after repeated failures until {until}")]
 pub struct Locked {
-    /// Unix second at which attempts are allowed again.
-    pub until: i64,
+    /// When attempts are allowed again.
+    pub until: UnixTime,
 }
 
 impl Locked {
     /// Seconds left at `now`, at least 1 (for a `Retry-After`-style hint).
-    pub fn retry_after_secs(&self, now: i64) -> i64 {
-        self.until.saturating_sub(now).max(1)
+    pub fn retry_after_secs(&self, now: UnixTime) -> i64 {
+        self.until.secs_since(now).max(1)
     }
 }
 
@@ -97,11 +100,11 @@ impl Locked {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct DeviceState {
     consecutive_failures: u32,
-    locked_until: Option<i64>,
+    locked_until: Option<UnixTime>,
 }
 
 impl DeviceState {
-    fn lock_at(&self, now: i64) -> Option<Locked> {
+    fn lock_at(&self, now: UnixTime) -> Option<Locked> {
         self.locked_until
             .filter(|&until| now < until)
             .map(|until| Locked { until })
@@ -130,7 +133,7 @@ impl Throttle {
     }
 
     /// Refuses any attempt on `device` while it is locked; call before looking at the code.
-    pub fn check(&self, device: &str, now: i64) -> Result<(), Locked> {
+    pub fn check(&self, device: &str, now: UnixTime) -> Result<(), Locked> {
         // Copy the state out so the shard lock is released at the end of this statement.
         let state = self.states.get(device).map(|state| *state);
         match state.and_then(|state| state.lock_at(now)) {
@@ -141,14 +144,14 @@ impl Throttle {
 
     /// Counts a failed attempt on `device` at `now`, locking it once failures stop being
     /// free. Ignored while a lock is in force.
-    pub fn record_failure(&self, device: &str, now: i64) {
+    pub fn record_failure(&self, device: &str, now: UnixTime) {
         let mut state = self.states.entry(device.to_owned()).or_default();
         if state.lock_at(now).is_some() {
             return;
         }
         state.consecutive_failures = state.consecutive_failures.saturating_add(1);
         if let Some(backoff) = self.policy.backoff_secs(state.consecutive_failures) {
-            state.locked_until = Some(now.saturating_add(backoff));
+            state.locked_until = Some(now.plus_secs(backoff));
         }
     }
 
@@ -160,14 +163,14 @@ impl Throttle {
     /// before the lock; counting in advance closes it. A right code then calls
     /// [`Throttle::record_success`]; a wrong one needs nothing more; an attempt that ended
     /// before its code was judged calls [`Throttle::cancel_attempt`].
-    pub fn begin_attempt(&self, device: &str, now: i64) -> Result<(), Locked> {
+    pub fn begin_attempt(&self, device: &str, now: UnixTime) -> Result<(), Locked> {
         let mut state = self.states.entry(device.to_owned()).or_default();
         if let Some(locked) = state.lock_at(now) {
             return Err(locked);
         }
         state.consecutive_failures = state.consecutive_failures.saturating_add(1);
         if let Some(backoff) = self.policy.backoff_secs(state.consecutive_failures) {
-            state.locked_until = Some(now.saturating_add(backoff));
+            state.locked_until = Some(now.plus_secs(backoff));
         }
         Ok(())
     }
@@ -211,14 +214,35 @@ impl Throttle {
     }
 }
 
+impl AttemptLimiter for Throttle {
+    fn begin<'a>(&'a self, device: &'a str, now: UnixTime) -> GuardFuture<'a, Result<(), Locked>> {
+        Box::pin(std::future::ready(Ok(self.begin_attempt(device, now))))
+    }
+
+    fn succeed<'a>(&'a self, device: &'a str) -> GuardFuture<'a, ()> {
+        self.record_success(device);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn cancel<'a>(&'a self, device: &'a str) -> GuardFuture<'a, ()> {
+        self.cancel_attempt(device);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn forget<'a>(&'a self, device: &'a str) -> GuardFuture<'a, ()> {
+        self.states.remove(device);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::replay::{InMemoryReplayGuard, ReplayGuard};
+    use super::super::replay::InMemoryReplayGuard;
     use super::super::totp::{TokenCode, TotpKey, step_at};
     use super::*;
 
     const DEVICE: &str = "arn:aws:iam::123456789012:mfa/alice";
-    const T0: i64 = 1_700_000_000;
+    const T0: UnixTime = UnixTime::from_secs(1_700_000_000);
 
     /// The request path's order of operations, as the STS handler applies it.
     fn attempt(
@@ -226,12 +250,12 @@ mod tests {
         replay: &InMemoryReplayGuard,
         key: &TotpKey,
         code: TokenCode,
-        now: i64,
+        now: UnixTime,
     ) -> Result<bool, Locked> {
         throttle.check(DEVICE, now)?;
         let last = replay.last_accepted(DEVICE);
         let accepted = key
-            .find_step_after(code, step_at(now), 1, last)
+            .find_step_after(code, step_at(now.secs()), 1, last)
             .is_some_and(|step| replay.try_advance(DEVICE, step));
         if accepted {
             throttle.record_success(DEVICE);
@@ -241,7 +265,7 @@ mod tests {
         Ok(accepted)
     }
 
-    fn fail_times(throttle: &Throttle, times: u32, now: i64) {
+    fn fail_times(throttle: &Throttle, times: u32, now: UnixTime) {
         for _ in 0..times {
             throttle.record_failure(DEVICE, now);
         }
@@ -255,12 +279,25 @@ mod tests {
             assert_eq!(throttle.check(DEVICE, T0), Ok(()));
         }
         throttle.record_failure(DEVICE, T0);
-        assert_eq!(throttle.check(DEVICE, T0), Err(Locked { until: T0 + 30 }));
         assert_eq!(
-            throttle.check(DEVICE, T0 + 29),
-            Err(Locked { until: T0 + 30 })
+            throttle.check(DEVICE, T0),
+            Err(Locked {
+                until: T0.plus_secs(30)
+            })
         );
-        assert_eq!(Locked { until: T0 + 30 }.retry_after_secs(T0 + 10), 20);
+        assert_eq!(
+            throttle.check(DEVICE, T0.plus_secs(29)),
+            Err(Locked {
+                until: T0.plus_secs(30)
+            })
+        );
+        assert_eq!(
+            Locked {
+                until: T0.plus_secs(30)
+            }
+            .retry_after_secs(T0.plus_secs(10)),
+            20
+        );
     }
 
     #[test]
@@ -268,7 +305,7 @@ mod tests {
         let throttle = Throttle::default();
         let replay = InMemoryReplayGuard::new();
         let key = TotpKey::new(b"12345678901234567890").unwrap();
-        let right = key.code(step_at(T0));
+        let right = key.code(step_at(T0.secs()));
         let wrong = TokenCode::parse(if right.to_digits() == "000000" {
             "000001"
         } else {
@@ -279,12 +316,14 @@ mod tests {
             assert_eq!(attempt(&throttle, &replay, &key, wrong, T0), Ok(false));
         }
         assert_eq!(
-            attempt(&throttle, &replay, &key, right, T0 + 1),
-            Err(Locked { until: T0 + 30 })
+            attempt(&throttle, &replay, &key, right, T0.plus_secs(1)),
+            Err(Locked {
+                until: T0.plus_secs(30)
+            })
         );
         // The refused attempt did not consume the step: after the lock, a fresh code works.
-        let later = T0 + 30;
-        let fresh = key.code(step_at(later));
+        let later = T0.plus_secs(30);
+        let fresh = key.code(step_at(later.secs()));
         assert_eq!(attempt(&throttle, &replay, &key, fresh, later), Ok(true));
         assert!(throttle.is_empty());
     }
@@ -293,8 +332,8 @@ mod tests {
     fn unlocks_when_the_backoff_expires() {
         let throttle = Throttle::default();
         fail_times(&throttle, 5, T0);
-        assert!(throttle.check(DEVICE, T0 + 29).is_err());
-        assert_eq!(throttle.check(DEVICE, T0 + 30), Ok(()));
+        assert!(throttle.check(DEVICE, T0.plus_secs(29)).is_err());
+        assert_eq!(throttle.check(DEVICE, T0.plus_secs(30)), Ok(()));
     }
 
     #[test]
@@ -307,7 +346,7 @@ mod tests {
             let Err(Locked { until }) = throttle.check(DEVICE, now) else {
                 panic!("device should be locked at {now}");
             };
-            locks.push(until - now);
+            locks.push(until.secs_since(now));
             // Wait the lock out, then fail once more.
             now = until;
             assert_eq!(throttle.check(DEVICE, now), Ok(()));
@@ -320,16 +359,20 @@ mod tests {
     fn failures_during_a_lock_do_not_extend_it() {
         let throttle = Throttle::default();
         fail_times(&throttle, 5, T0);
-        fail_times(&throttle, 50, T0 + 10);
+        fail_times(&throttle, 50, T0.plus_secs(10));
         assert_eq!(
-            throttle.check(DEVICE, T0 + 10),
-            Err(Locked { until: T0 + 30 })
+            throttle.check(DEVICE, T0.plus_secs(10)),
+            Err(Locked {
+                until: T0.plus_secs(30)
+            })
         );
         // The next real failure after expiry is the sixth, not the fifty-sixth.
-        throttle.record_failure(DEVICE, T0 + 30);
+        throttle.record_failure(DEVICE, T0.plus_secs(30));
         assert_eq!(
-            throttle.check(DEVICE, T0 + 30),
-            Err(Locked { until: T0 + 90 })
+            throttle.check(DEVICE, T0.plus_secs(30)),
+            Err(Locked {
+                until: T0.plus_secs(90)
+            })
         );
     }
 
@@ -343,7 +386,9 @@ mod tests {
         assert_eq!(throttle.begin_attempt(DEVICE, T0), Ok(()));
         assert_eq!(
             throttle.begin_attempt(DEVICE, T0),
-            Err(Locked { until: T0 + 30 })
+            Err(Locked {
+                until: T0.plus_secs(30)
+            })
         );
         // The fifth turned out not to be judged: back to four free failures, unlocked.
         throttle.cancel_attempt(DEVICE);
@@ -358,11 +403,13 @@ mod tests {
         assert!(throttle.is_empty());
         // Past the free failures, a cancelled attempt keeps the lock in force.
         fail_times(&throttle, 5, T0);
-        assert_eq!(throttle.begin_attempt(DEVICE, T0 + 30), Ok(()));
+        assert_eq!(throttle.begin_attempt(DEVICE, T0.plus_secs(30)), Ok(()));
         throttle.cancel_attempt(DEVICE);
         assert_eq!(
-            throttle.check(DEVICE, T0 + 30),
-            Err(Locked { until: T0 + 90 })
+            throttle.check(DEVICE, T0.plus_secs(30)),
+            Err(Locked {
+                until: T0.plus_secs(90)
+            })
         );
     }
 
@@ -378,7 +425,7 @@ mod tests {
             let Err(Locked { until }) = throttle.begin_attempt(DEVICE, now) else {
                 panic!("device should be locked at {now}");
             };
-            locks.push(until - now);
+            locks.push(until.secs_since(now));
             now = until;
             assert_eq!(throttle.begin_attempt(DEVICE, now), Ok(()));
         }
@@ -397,8 +444,8 @@ mod tests {
         fail_times(&throttle, 1, T0);
         assert!(throttle.check(DEVICE, T0).is_err());
         throttle.record_success(DEVICE);
-        fail_times(&throttle, 4, T0 + 100);
-        assert_eq!(throttle.check(DEVICE, T0 + 100), Ok(()));
+        fail_times(&throttle, 4, T0.plus_secs(100));
+        assert_eq!(throttle.check(DEVICE, T0.plus_secs(100)), Ok(()));
     }
 
     #[test]
@@ -432,10 +479,12 @@ mod tests {
         assert_eq!(huge.backoff_secs(1), Some(i64::MAX));
         assert_eq!(huge.backoff_secs(70), Some(i64::MAX));
         let throttle = Throttle::new(huge);
-        throttle.record_failure(DEVICE, i64::MAX - 5);
+        throttle.record_failure(DEVICE, UnixTime::from_secs(i64::MAX - 5));
         assert_eq!(
-            throttle.check(DEVICE, i64::MAX - 1),
-            Err(Locked { until: i64::MAX })
+            throttle.check(DEVICE, UnixTime::from_secs(i64::MAX - 1)),
+            Err(Locked {
+                until: UnixTime::from_secs(i64::MAX)
+            })
         );
         assert_eq!(throttle.policy(), huge);
     }

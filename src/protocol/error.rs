@@ -8,6 +8,9 @@ use http::StatusCode;
 
 use super::Service;
 use super::xml::XmlWriter;
+use crate::mfa::guard::{GuardError, MfaRefusal};
+use crate::store::StoreError;
+use crate::verifier::AuthError;
 
 /// `AccessDenied` text for a wrong (or replayed, or throttled) TOTP code.
 pub const MFA_INVALID_CODE: &str =
@@ -19,6 +22,8 @@ pub const MFA_FIDO_NOT_ALLOWED: &str = "MultiFactorAuthentication failed: FIDO s
 /// `AccessDenied` text for session credentials calling GetSessionToken.
 pub const SESSION_CANNOT_GET_SESSION_TOKEN: &str =
     "Cannot call GetSessionToken with session credentials";
+/// `InvalidInput` text for a FIDO security key named on EnableMFADevice or ResyncMFADevice.
+pub const FIDO_NOT_THROUGH_API: &str = "FIDO security keys cannot be enabled or synchronized through the AWS CLI or API; register them through the console (sts-broker admin mfa register-fido).";
 
 /// A failure reported to the client as an AWS XML error.
 #[non_exhaustive]
@@ -179,6 +184,110 @@ impl ApiError {
             .leaf("RequestId", request_id)
             .close("ErrorResponse");
         w.finish()
+    }
+}
+
+/// The IAM answer to a store refusal; a store fault is logged here and answered as an
+/// internal failure, without its details.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoSuchUser(name) => {
+                Self::NoSuchEntity(format!("The user with name {name} cannot be found."))
+            }
+            StoreError::NoSuchAccessKey(id) => {
+                Self::NoSuchEntity(format!("The Access Key with id {id} cannot be found."))
+            }
+            StoreError::NoSuchDevice(serial) => Self::NoSuchEntity(format!(
+                "MFA Device with serial number {serial} does not exist."
+            )),
+            StoreError::UserExists(name) => {
+                Self::EntityAlreadyExists(format!("User with name {name} already exists."))
+            }
+            StoreError::DeviceExists(_) => Self::EntityAlreadyExists(
+                "MFADevice entity at the same path and name already exists.".to_owned(),
+            ),
+            StoreError::DeviceInUse => {
+                Self::EntityAlreadyExists("MFA Device is already in use.".to_owned())
+            }
+            StoreError::UserHasAccessKeys => Self::DeleteConflict(
+                "Cannot delete entity, must delete access keys first.".to_owned(),
+            ),
+            StoreError::UserHasDevices => Self::DeleteConflict(
+                "Cannot delete entity, must delete MFA device first.".to_owned(),
+            ),
+            StoreError::DeviceAssigned => Self::DeleteConflict(
+                "You must deactivate a user's virtual MFA device before you can delete it."
+                    .to_owned(),
+            ),
+            StoreError::AccessKeyQuota(max) => {
+                Self::LimitExceeded(format!("Cannot exceed quota for AccessKeysPerUser: {max}"))
+            }
+            StoreError::DeviceQuota(max) => Self::LimitExceeded(format!(
+                "Cannot exceed quota for MFADevicesInUsePerUser: {max}"
+            )),
+            StoreError::InvalidCodes => Self::InvalidAuthenticationCode,
+            StoreError::FidoKey => Self::InvalidInput(FIDO_NOT_THROUGH_API.to_owned()),
+            e @ StoreError::UnusableSeed { .. } => Self::InvalidInput(e.to_string()),
+            e => {
+                tracing::error!(error = %e, "store failure");
+                Self::InternalFailure
+            }
+        }
+    }
+}
+
+/// The STS answer to a refused request; the reasons AWS does not tell apart get one answer.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unsigned => Self::MissingAuthenticationToken,
+            AuthError::Signature(e) => e.into(),
+            AuthError::UnknownAccessKey
+            | AuthError::UnexpectedSessionToken
+            | AuthError::InvalidSessionToken
+            | AuthError::SessionParentGone => Self::InvalidClientTokenId,
+            AuthError::ExpiredSessionToken => Self::ExpiredToken,
+            e @ (AuthError::MfaRequired | AuthError::MfaTooOld { .. }) => {
+                Self::AccessDenied(Cow::Owned(e.to_string()))
+            }
+        }
+    }
+}
+
+/// A replay guard or attempt limiter that could not answer: the attempt is refused.
+impl From<GuardError> for ApiError {
+    fn from(e: GuardError) -> Self {
+        tracing::error!(error = %e, "MFA state backend failure");
+        Self::InternalFailure
+    }
+}
+
+impl ApiError {
+    /// GetSessionToken's answer to a refused MFA check: AWS's two texts, plus ours for FIDO
+    /// keys. A lock-out and a spent code read as a wrong code, so none is an oracle.
+    pub fn sts_mfa_refusal(refusal: MfaRefusal) -> Self {
+        Self::access_denied(match refusal {
+            MfaRefusal::FidoKey => MFA_FIDO_NOT_ALLOWED,
+            MfaRefusal::UnknownDevice | MfaRefusal::Incomplete => MFA_UNABLE_TO_VALIDATE,
+            MfaRefusal::Locked { .. }
+            | MfaRefusal::WrongCode
+            | MfaRefusal::Replayed
+            | MfaRefusal::InvalidCodes => MFA_INVALID_CODE,
+        })
+    }
+
+    /// EnableMFADevice's and ResyncMFADevice's answer to a refused pair of codes.
+    pub fn iam_mfa_refusal(refusal: MfaRefusal) -> Self {
+        match refusal {
+            MfaRefusal::FidoKey => Self::InvalidInput(FIDO_NOT_THROUGH_API.to_owned()),
+            MfaRefusal::UnknownDevice
+            | MfaRefusal::Incomplete
+            | MfaRefusal::Locked { .. }
+            | MfaRefusal::WrongCode
+            | MfaRefusal::Replayed
+            | MfaRefusal::InvalidCodes => Self::InvalidAuthenticationCode,
+        }
     }
 }
 

@@ -46,11 +46,6 @@ impl Params {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
-
-    /// Whether any parameter was given at all.
-    pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
-    }
 }
 
 /// Form-decodes one name or value.

@@ -114,6 +114,18 @@ impl Checks {
             Err(ApiError::ValidationError(self.clauses))
         }
     }
+
+    /// [`finish`](Self::finish), then the input `build` makes of the checked values. Every
+    /// value [`required`](Self::required) returned is present once no violation was recorded,
+    /// so `build` can take them with `?`; were one missing, that is the broker's fault, and it
+    /// is answered as such rather than with a made-up value.
+    pub fn finish_with<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
+        self.finish()?;
+        build().ok_or_else(|| {
+            tracing::error!("a required parameter passed validation without a value");
+            ApiError::InternalFailure
+        })
+    }
 }
 
 /// Parses a Query-protocol integer as AWS does: `+900` and `0900` are 900; empty, fractions,

@@ -40,7 +40,7 @@ impl SigV4ErrorKind {
 
 /// A SigV4 verification failure. `Display` is the exact AWS `<Message>`.
 #[non_exhaustive]
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SigV4Error {
     /// Both an `Authorization` header and an `X-Amz-Algorithm` query parameter were sent
     /// (DynamoDB's text, as mirrored by mhart/dynalite; InvalidSignatureException is the JSON

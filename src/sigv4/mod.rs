@@ -30,13 +30,14 @@ mod tests;
 
 use std::fmt;
 
+#[cfg(test)]
+use error::SIGNATURE_MISMATCH_MESSAGE;
 pub use error::{
-    MissingAuthorizationParts, MissingQueryParams, SIGNATURE_MISMATCH_MESSAGE, ScopeMismatch,
-    SigV4Error, SigV4ErrorKind,
+    MissingAuthorizationParts, MissingQueryParams, ScopeMismatch, SigV4Error, SigV4ErrorKind,
 };
 pub use parse::parse;
 pub use scope::{ScopePolicy, check_scope_and_time};
-pub use verify::{SigningKey, derive_signing_key, verify_signature};
+pub use verify::{derive_signing_key, verify_signature};
 
 /// The only algorithm SigV4 defines for HMAC signing.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";

@@ -1,50 +1,58 @@
-//! What the identity store can refuse or fail with, and its single mapping to AWS errors.
-
-use crate::protocol::error::ApiError;
+//! What the identity store can refuse or fail with. The variants say what happened in the
+//! store's own terms; what a client is told is decided by `protocol`.
 
 /// A refusal (the request cannot apply to the current state) or a fault of the store.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No IAM user has that name.
-    #[error("The user with name {0} cannot be found.")]
+    #[error("no user named {0}")]
     NoSuchUser(String),
     /// A user with that name (in any case) exists.
-    #[error("User with name {0} already exists.")]
+    #[error("a user named {0} already exists")]
     UserExists(String),
     /// DeleteUser while the user still has access keys.
-    #[error("Cannot delete entity, must delete access keys first.")]
+    #[error("the user still has access keys")]
     UserHasAccessKeys,
     /// DeleteUser while the user still has MFA devices.
-    #[error("Cannot delete entity, must delete MFA device first.")]
+    #[error("the user still has MFA devices")]
     UserHasDevices,
     /// No access key has that id (for that user).
-    #[error("The Access Key with id {0} cannot be found.")]
+    #[error("no access key {0}")]
     NoSuchAccessKey(String),
-    /// A user already has the two access keys IAM allows.
-    #[error("Cannot exceed quota for AccessKeysPerUser: 2")]
-    AccessKeyQuota,
+    /// The identity already has as many access keys as allowed.
+    #[error("at most {0} access keys per identity")]
+    AccessKeyQuota(u32),
     /// No MFA device has that serial (or it is not visible to the caller).
-    #[error("MFA Device with serial number {0} does not exist.")]
+    #[error("no MFA device {0}")]
     NoSuchDevice(String),
-    /// A virtual device with that path and name exists.
-    #[error("MFADevice entity at the same path and name already exists.")]
-    DeviceExists,
+    /// A device with that serial exists.
+    #[error("an MFA device {0} already exists")]
+    DeviceExists(String),
     /// The device is already enabled for someone.
-    #[error("MFA Device is already in use.")]
+    #[error("the MFA device is already enabled")]
     DeviceInUse,
     /// DeleteVirtualMFADevice while the device is enabled.
-    #[error("You must deactivate a user's virtual MFA device before you can delete it.")]
+    #[error("the MFA device is enabled; deactivate it first")]
     DeviceAssigned,
     /// The identity already has as many MFA devices as allowed.
-    #[error("Cannot exceed quota for MFADevicesInUsePerUser: {0}")]
+    #[error("at most {0} MFA devices per identity")]
     DeviceQuota(u32),
-    /// The two codes are not consecutive codes of the device.
-    #[error("Authentication code for device is not valid.")]
+    /// The two codes are not consecutive codes of the device, or not later than the last
+    /// accepted step.
+    #[error("the authentication codes are not valid")]
     InvalidCodes,
-    /// The operation is not possible for this kind of device (e.g. a FIDO key through the API).
-    #[error("{0}")]
-    WrongDeviceKind(String),
+    /// A FIDO security key named where only TOTP devices can be used.
+    #[error("FIDO security keys cannot be enabled or synchronized this way")]
+    FidoKey,
+    /// A TOTP seed that cannot key a device.
+    #[error("the seed of {serial} is unusable: {reason}")]
+    UnusableSeed {
+        /// The device.
+        serial: String,
+        /// Why.
+        reason: String,
+    },
     /// SQLite failed.
     #[error("storage failure: {0}")]
     Storage(#[from] rusqlite::Error),
@@ -65,33 +73,18 @@ pub enum StoreError {
     DataDir(String),
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        let text = e.to_string();
-        match e {
-            StoreError::NoSuchUser(_)
-            | StoreError::NoSuchAccessKey(_)
-            | StoreError::NoSuchDevice(_) => ApiError::NoSuchEntity(text),
-            StoreError::UserExists(_) | StoreError::DeviceExists | StoreError::DeviceInUse => {
-                ApiError::EntityAlreadyExists(text)
-            }
-            StoreError::UserHasAccessKeys
-            | StoreError::UserHasDevices
-            | StoreError::DeviceAssigned => ApiError::DeleteConflict(text),
-            StoreError::AccessKeyQuota | StoreError::DeviceQuota(_) => {
-                ApiError::LimitExceeded(text)
-            }
-            StoreError::InvalidCodes => ApiError::InvalidAuthenticationCode,
-            StoreError::WrongDeviceKind(_) => ApiError::InvalidInput(text),
-            StoreError::Storage(_)
-            | StoreError::Seal(_)
-            | StoreError::Random(_)
-            | StoreError::Corrupt(_)
-            | StoreError::Closed
-            | StoreError::DataDir(_) => {
-                tracing::error!(error = %text, "store failure");
-                ApiError::InternalFailure
-            }
-        }
+impl StoreError {
+    /// Whether this is a fault of the broker (storage, sealing, randomness, shutdown) rather
+    /// than a refusal of the request.
+    pub fn is_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::Storage(_)
+                | Self::Seal(_)
+                | Self::Random(_)
+                | Self::Corrupt(_)
+                | Self::Closed
+                | Self::DataDir(_)
+        )
     }
 }

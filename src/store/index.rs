@@ -1,21 +1,22 @@
-//! The in-memory index the hot path reads: access keys, users and MFA devices by their keys.
-//! It is loaded once at start-up and refreshed, row by row, after every committed change (ours
-//! or another process's, found through `change_log`), so it never runs ahead of the database.
+//! The in-memory index the hot path reads: access keys, users and MFA devices of the account,
+//! by their keys. It is loaded once at start-up and then follows `change_log` row by row (the
+//! writer after each of its commits, a read-only follower by polling), so it never runs ahead
+//! of the database, and every process sharing a data dir converges on the same view.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension as _};
 
 use super::error::StoreError;
-use super::model::{AccessKey, Device, User};
 use super::rows;
 use super::seal::Sealer;
-use crate::mfa::replay::ReplayGuard;
+use crate::model::{AccessKey, Device, User};
 
 /// Identities by key; every entry is immutable and replaced whole on change.
-#[derive(Default)]
 pub struct Index {
+    account_id: String,
     keys: DashMap<String, Arc<AccessKey>>,
     users: DashMap<String, Arc<User>>,
     user_ids_by_name: DashMap<String, String>,
@@ -25,6 +26,7 @@ pub struct Index {
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Index")
+            .field("account_id", &self.account_id)
             .field("keys", &self.keys.len())
             .field("users", &self.users.len())
             .field("devices", &self.devices.len())
@@ -34,7 +36,7 @@ impl std::fmt::Debug for Index {
 
 /// Which row changed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Changed {
+pub(crate) enum Changed {
     /// A user, by id.
     User(String),
     /// An access key, by id.
@@ -43,31 +45,120 @@ pub enum Changed {
     Device(String),
 }
 
+impl Changed {
+    /// `(kind, key)` as `change_log` stores them.
+    pub(crate) fn as_db(&self) -> (&'static str, &str) {
+        match self {
+            Self::User(k) => ("user", k),
+            Self::AccessKey(k) => ("access_key", k),
+            Self::Device(k) => ("device", k),
+        }
+    }
+
+    fn from_db(kind: &str, key: String) -> Option<Self> {
+        match kind {
+            "user" => Some(Self::User(key)),
+            "access_key" => Some(Self::AccessKey(key)),
+            "device" => Some(Self::Device(key)),
+            _ => None,
+        }
+    }
+}
+
+/// How far an index has followed `change_log`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ChangeCursor(i64);
+
+impl ChangeCursor {
+    /// The newest change at this moment: an index loaded now has seen everything up to it.
+    pub(crate) fn at_head(conn: &Connection) -> Result<Self, StoreError> {
+        Ok(Self(conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM change_log",
+            [],
+            |r| r.get(0),
+        )?))
+    }
+}
+
+/// What following `change_log` found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Followed {
+    /// Every change since the cursor was applied.
+    Applied,
+    /// Changes the cursor had not seen were pruned; the index must be loaded again.
+    Gap,
+}
+
 impl Index {
-    /// Loads every row.
-    pub fn load(
-        conn: &Connection,
+    /// An empty index of `account_id`.
+    pub(crate) fn empty(account_id: &str) -> Self {
+        Self {
+            account_id: account_id.to_owned(),
+            keys: DashMap::new(),
+            users: DashMap::new(),
+            user_ids_by_name: DashMap::new(),
+            devices: DashMap::new(),
+        }
+    }
+
+    /// Loads every row, and the cursor the load is consistent with (both read in one
+    /// transaction, so a change committed meanwhile is neither lost nor applied twice).
+    pub(crate) fn load(
+        conn: &mut Connection,
         sealer: &Sealer,
-        replay: &dyn ReplayGuard,
-    ) -> Result<Self, StoreError> {
-        let index = Self::default();
-        let mut stmt = conn.prepare(&format!("SELECT {} FROM user", rows::USER_COLUMNS))?;
+        account_id: &str,
+    ) -> Result<(Self, ChangeCursor), StoreError> {
+        let tx = conn.transaction()?;
+        let cursor = ChangeCursor::at_head(&tx)?;
+        let index = Self::empty(account_id);
+        let mut stmt = tx.prepare(&format!("SELECT {} FROM user", rows::USER_COLUMNS))?;
         let mut q = stmt.query([])?;
         while let Some(row) = q.next()? {
             index.put_user(rows::user(row)?);
         }
-        let mut stmt = conn.prepare(&format!("SELECT {} FROM access_key", rows::KEY_COLUMNS))?;
+        drop(q);
+        drop(stmt);
+        let mut stmt = tx.prepare(&format!("SELECT {} FROM access_key", rows::KEY_COLUMNS))?;
         let mut q = stmt.query([])?;
         while let Some(row) = q.next()? {
             let key = rows::access_key(row, sealer)?;
             index.keys.insert(key.id.clone(), Arc::new(key));
         }
-        let mut stmt = conn.prepare(&format!("SELECT {} FROM mfa_device", rows::DEVICE_COLUMNS))?;
+        drop(q);
+        drop(stmt);
+        let mut stmt = tx.prepare(&format!("SELECT {} FROM mfa_device", rows::DEVICE_COLUMNS))?;
         let mut q = stmt.query([])?;
         while let Some(row) = q.next()? {
-            index.put_device(rows::device(row, sealer)?, replay);
+            let device = rows::device(row, sealer)?;
+            index
+                .devices
+                .insert(device.serial.clone(), Arc::new(device));
         }
-        Ok(index)
+        drop(q);
+        drop(stmt);
+        tx.finish()?;
+        Ok((index, cursor))
+    }
+
+    /// Replaces every entry with those of `fresh` (after a [`Followed::Gap`]).
+    pub(crate) fn replace_with(&self, fresh: Self) {
+        self.keys.retain(|k, _| fresh.keys.contains_key(k));
+        self.users.retain(|k, _| fresh.users.contains_key(k));
+        self.user_ids_by_name
+            .retain(|k, _| fresh.user_ids_by_name.contains_key(k));
+        self.devices.retain(|k, _| fresh.devices.contains_key(k));
+        for (k, v) in fresh.keys {
+            self.keys.insert(k, v);
+        }
+        for (k, v) in fresh.users {
+            self.users.insert(k, v);
+        }
+        for (k, v) in fresh.user_ids_by_name {
+            self.user_ids_by_name.insert(k, v);
+        }
+        for (k, v) in fresh.devices {
+            self.devices.insert(k, v);
+        }
     }
 
     fn put_user(&self, user: User) {
@@ -76,35 +167,65 @@ impl Index {
         self.users.insert(user.id.clone(), Arc::new(user));
     }
 
-    fn put_device(&self, device: Device, replay: &dyn ReplayGuard) {
-        // The stored step only ever raises the in-memory one: a refresh must not reopen a step
-        // this process accepted but whose write another reader has not seen yet.
-        replay.seed(&device.serial, device.last_step);
-        self.devices.insert(device.serial.clone(), Arc::new(device));
-    }
-
-    /// Re-reads one changed row; a missing row removes the entry.
-    pub fn refresh(
+    /// Applies every change logged after `cursor` and moves it forward. Several changes of
+    /// one row cost one re-read.
+    pub(crate) fn follow(
         &self,
         conn: &Connection,
         sealer: &Sealer,
-        replay: &dyn ReplayGuard,
+        cursor: &mut ChangeCursor,
+    ) -> Result<Followed, StoreError> {
+        let pruned_through: i64 = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'change_log_pruned_through'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        if pruned_through > cursor.0 {
+            return Ok(Followed::Gap);
+        }
+        let mut stmt = conn
+            .prepare_cached("SELECT seq, kind, key FROM change_log WHERE seq > ?1 ORDER BY seq")?;
+        let rows = stmt
+            .query_map([cursor.0], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        let mut seen = HashSet::new();
+        for (seq, kind, key) in rows {
+            if let Some(changed) = Changed::from_db(&kind, key)
+                && seen.insert(changed.clone())
+            {
+                self.refresh(conn, sealer, &changed)?;
+            }
+            cursor.0 = seq;
+        }
+        Ok(Followed::Applied)
+    }
+
+    /// Re-reads one changed row; a missing row removes the entry.
+    fn refresh(
+        &self,
+        conn: &Connection,
+        sealer: &Sealer,
         changed: &Changed,
     ) -> Result<(), StoreError> {
         match changed {
-            Changed::User(id) => match rows::user_by_id(conn, id)? {
-                Some(user) => {
-                    if let Some(old) = self.users.get(id).map(|u| u.name.to_lowercase()) {
-                        self.user_ids_by_name.remove(&old);
-                    }
+            Changed::User(id) => {
+                if let Some((_, old)) = self.users.remove(id) {
+                    self.user_ids_by_name.remove(&old.name.to_lowercase());
+                }
+                if let Some(user) = rows::user_by_id(conn, id)? {
                     self.put_user(user);
                 }
-                None => {
-                    if let Some((_, old)) = self.users.remove(id) {
-                        self.user_ids_by_name.remove(&old.name.to_lowercase());
-                    }
-                }
-            },
+            }
             Changed::AccessKey(id) => match rows::key_by_id(conn, sealer, id)? {
                 Some(key) => {
                     self.keys.insert(id.clone(), Arc::new(key));
@@ -114,14 +235,20 @@ impl Index {
                 }
             },
             Changed::Device(serial) => match rows::device_by_serial(conn, sealer, serial)? {
-                Some(device) => self.put_device(device, replay),
+                Some(device) => {
+                    self.devices.insert(serial.clone(), Arc::new(device));
+                }
                 None => {
                     self.devices.remove(serial);
-                    replay.forget(serial);
                 }
             },
         }
         Ok(())
+    }
+
+    /// The account every identity here belongs to.
+    pub fn account_id(&self) -> &str {
+        &self.account_id
     }
 
     /// The access key with this id.
@@ -146,10 +273,5 @@ impl Index {
     /// The device with this serial.
     pub fn device(&self, serial: &str) -> Option<Arc<Device>> {
         self.devices.get(serial).map(|e| Arc::clone(e.value()))
-    }
-
-    /// Number of users, keys and devices (for the start-up log).
-    pub fn counts(&self) -> (usize, usize, usize) {
-        (self.users.len(), self.keys.len(), self.devices.len())
     }
 }

@@ -1,95 +1,72 @@
 //! The identity store: accounts, users, access keys, MFA devices and server keys in an embedded
-//! SQLite database (WAL, FULL sync), secrets sealed with the master key. Reads on the hot path go
-//! to the in-memory [`Index`]; every write goes through the single [`writer`] thread.
+//! SQLite database (WAL, FULL sync), secrets sealed with the master key.
+//!
+//! Two ways in, so that nothing reads through a write path and a reader can never write:
+//! - [`Store`]: the read-write store of a broker or an admin command. Every write goes through
+//!   the single [`writer`] thread (group commit); reads that the in-memory [`Index`] does not
+//!   answer (listings) run on read-only connections, outside the writer's transaction.
+//! - [`ReadOnlyStore`]: a read-only follower (a gateway, an embedding service). It opens the
+//!   database read-only, never creates anything, loads the index and the server keys, and
+//!   follows `change_log` by polling.
 
-pub mod error;
-pub mod index;
-pub mod model;
-pub mod ops;
-pub mod rows;
-pub mod schema;
-pub mod seal;
-pub mod writer;
+mod error;
+mod index;
+mod open;
+pub(crate) mod ops;
+pub(crate) mod queries;
+mod rows;
+mod schema;
+mod seal;
+pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior};
-use zeroize::Zeroizing;
+use rusqlite::Connection;
 
 pub use error::StoreError;
 pub use index::Index;
+pub use open::{Bootstrap, ROOT_CREDENTIALS_FILE, ServerKey};
 
+use crate::audit::AuditLog;
 use crate::clock::SharedClock;
-use crate::config::AuditTarget;
-use crate::ids;
-use crate::mfa::replay::{InMemoryReplayGuard, ReplayGuard};
-use model::Owner;
+use crate::time::UnixTime;
+use index::Followed;
+use open::AccountMeta;
 use seal::Sealer;
 use writer::{Completion, Job, WriteCtx, Writer};
 
-/// Database file name inside the data dir.
-pub const DB_FILE: &str = "sts-broker.db";
-/// Root credentials file name inside the data dir (`aws configure import --csv` format).
-pub const ROOT_CREDENTIALS_FILE: &str = "root-credentials.csv";
-/// Sealing context of the value that proves the master key matches the database.
-const SEAL_CHECK: &str = "meta:seal_check";
+/// Idle read-only connections kept for listings.
+const IDLE_READERS: usize = 4;
 
-/// How to open the store.
-#[derive(Clone, Debug)]
+/// How to open the read-write store.
 pub struct StoreOptions {
-    /// Load the in-memory index (the broker); admin commands only write.
+    /// Load the in-memory index and keep it current (a broker); admin commands only write.
     pub load_index: bool,
-    /// Where audit lines go.
-    pub audit: AuditTarget,
+    /// Where the writer appends audit lines.
+    pub audit: AuditLog,
     /// How often to look for other processes' changes.
     pub poll: Duration,
+    /// The clock of write batches (and of the first start).
+    pub clock: SharedClock,
 }
 
-/// A session-credential key: `kid`, a JWT signing key and a secret-derivation key.
-pub struct ServerKey {
-    /// Key id, carried in the JWT header.
-    pub kid: String,
-    /// HS256 key of session tokens.
-    pub signing: Zeroizing<[u8; 32]>,
-    /// HMAC key that derives session secrets.
-    pub derivation: Zeroizing<[u8; 32]>,
-    /// Creation time; the newest key signs.
-    pub created_at: i64,
-}
-
-impl std::fmt::Debug for ServerKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What the first start created.
-pub struct Bootstrap {
-    /// The root access key, written to `root-credentials.csv`.
-    pub root_key_id: String,
-    /// Where the credentials were written.
-    pub credentials_file: PathBuf,
-}
-
-/// The identity store.
+/// The read-write identity store.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    account_id: String,
-    created_at: i64,
+    meta: AccountMeta,
     data_dir: PathBuf,
+    sealer: Arc<Sealer>,
     index: Option<Arc<Index>>,
-    replay: Arc<dyn ReplayGuard>,
     server_keys: Vec<ServerKey>,
+    readers: Mutex<Vec<Connection>>,
     jobs: Mutex<Option<Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -97,7 +74,7 @@ struct Inner {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("account_id", &self.inner.account_id)
+            .field("account_id", &self.inner.meta.account_id)
             .field("index", &self.inner.index)
             .finish_non_exhaustive()
     }
@@ -109,54 +86,28 @@ impl Store {
     /// first server key.
     pub fn open(
         data_dir: &Path,
-        clock: SharedClock,
         options: StoreOptions,
     ) -> Result<(Self, Option<Bootstrap>), StoreError> {
-        create_private_dir(data_dir)?;
-        let db_path = data_dir.join(DB_FILE);
-        let fresh = !db_path.exists();
-        let sealer = Arc::new(Sealer::load(data_dir, fresh)?);
-        let mut conn = Connection::open(&db_path)?;
-        schema::configure(&conn)?;
-        schema::migrate(&conn)?;
-        let bootstrap = initialise(&mut conn, &sealer, data_dir, clock.now().secs())?;
-        let account_id: String =
-            conn.query_row("SELECT value FROM meta WHERE key = 'account_id'", [], |r| {
-                r.get(0)
-            })?;
-        let created_at: i64 = conn
-            .query_row("SELECT value FROM meta WHERE key = 'created_at'", [], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .unwrap_or(0);
-        let check: Vec<u8> =
-            conn.query_row("SELECT value FROM meta WHERE key = 'seal_check'", [], |r| {
-                r.get(0)
-            })?;
-        sealer.open(SEAL_CHECK, &check).map_err(|_| {
-            StoreError::DataDir(format!(
-                "the master key does not open {}; use the key this data dir was created with",
-                db_path.display()
-            ))
-        })?;
-        let server_keys = load_server_keys(&conn, &sealer)?;
-        let replay: Arc<dyn ReplayGuard> = Arc::new(InMemoryReplayGuard::default());
+        let opened = open::read_write(data_dir, options.clock.now())?;
+        let sealer = Arc::new(opened.sealer);
+        let mut conn = opened.conn;
+        let server_keys = open::server_keys(&conn, &sealer)?;
         let index = if options.load_index {
-            Some(Arc::new(Index::load(&conn, &sealer, replay.as_ref())?))
+            let (index, cursor) = Index::load(&mut conn, &sealer, &opened.meta.account_id)?;
+            Some((Arc::new(index), cursor))
         } else {
             None
         };
-        let writer = Writer::new(
+        let served = index.as_ref().map(|(i, _)| Arc::clone(i));
+        let writer = Writer {
             conn,
-            Arc::clone(&sealer),
-            account_id.clone(),
-            clock,
-            index.clone(),
-            Arc::clone(&replay),
-            &options.audit,
-            options.poll,
-        )?;
+            sealer: Arc::clone(&sealer),
+            account_id: opened.meta.account_id.clone(),
+            clock: options.clock,
+            index,
+            audit: options.audit,
+            poll: options.poll,
+        };
         let (tx, rx) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("sts-broker-writer".into())
@@ -164,47 +115,77 @@ impl Store {
             .map_err(|e| StoreError::DataDir(format!("cannot start the writer thread: {e}")))?;
         let store = Self {
             inner: Arc::new(Inner {
-                account_id,
-                created_at,
+                meta: opened.meta,
                 data_dir: data_dir.to_owned(),
-                index,
-                replay,
+                sealer,
+                index: served,
                 server_keys,
+                readers: Mutex::new(Vec::new()),
                 jobs: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
             }),
         };
-        Ok((store, bootstrap))
+        Ok((store, opened.bootstrap))
+    }
+
+    /// Creates `data_dir` (mode 0700) if it does not exist, before anything is put in it
+    /// (an audit log opened before the store, say).
+    pub(crate) fn create_data_dir(data_dir: &Path) -> Result<(), StoreError> {
+        open::create_private_dir(data_dir)
     }
 
     /// The 12-digit account id.
     pub fn account_id(&self) -> &str {
-        &self.inner.account_id
+        &self.inner.meta.account_id
     }
 
-    /// When the account (and its root user) was created, Unix seconds.
-    pub fn account_created_at(&self) -> i64 {
-        self.inner.created_at
-    }
-
-    /// The data dir.
-    pub fn data_dir(&self) -> &Path {
-        &self.inner.data_dir
+    /// When the account (and its root user) was created.
+    pub fn account_created_at(&self) -> UnixTime {
+        self.inner.meta.created_at
     }
 
     /// The in-memory index (present when opened with `load_index`).
-    pub fn index(&self) -> Option<&Index> {
-        self.inner.index.as_deref()
-    }
-
-    /// The replay guard of TOTP steps.
-    pub fn replay(&self) -> &dyn ReplayGuard {
-        self.inner.replay.as_ref()
+    pub fn index(&self) -> Option<&Arc<Index>> {
+        self.inner.index.as_ref()
     }
 
     /// Session-credential keys, newest first.
     pub fn server_keys(&self) -> &[ServerKey] {
         &self.inner.server_keys
+    }
+
+    /// Runs `read` on a read-only connection, off the async runtime's threads and outside the
+    /// writer's transaction; it sees every write committed before it started.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection, &Sealer) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let idle = inner.readers.lock().ok().and_then(|mut r| r.pop());
+            let conn = match idle {
+                Some(conn) => conn,
+                None => open::read_only_connection(&inner.data_dir)?,
+            };
+            let result = read(&conn, &inner.sealer);
+            if let Ok(mut readers) = inner.readers.lock()
+                && readers.len() < IDLE_READERS
+            {
+                readers.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::read`] for synchronous callers (the admin commands).
+    pub(crate) fn read_blocking<T>(
+        &self,
+        read: impl FnOnce(&Connection, &Sealer) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = open::read_only_connection(&self.inner.data_dir)?;
+        read(&conn, &self.inner.sealer)
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
@@ -291,109 +272,90 @@ impl Store {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(|e| StoreError::DataDir(format!("{}: {e}", dir.display())))
+/// A read-only follower of a data dir: the identities and server keys, kept current by polling
+/// `change_log`. It opens the database read-only and creates nothing, not even a master key.
+pub struct ReadOnlyStore {
+    meta: AccountMeta,
+    index: Arc<Index>,
+    server_keys: Vec<ServerKey>,
+    stop: Mutex<Option<Sender<()>>>,
+    follower: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// First start: account id, seal check, root key, server key, and the credentials file, all in
-/// one transaction (the file is written before the commit, so a crash leaves nothing half-made).
-fn initialise(
-    conn: &mut Connection,
-    sealer: &Sealer,
-    data_dir: &Path,
-    now: i64,
-) -> Result<Option<Bootstrap>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let existing: Option<String> = tx
-        .query_row("SELECT value FROM meta WHERE key = 'account_id'", [], |r| {
-            r.get(0)
+impl std::fmt::Debug for ReadOnlyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadOnlyStore")
+            .field("account_id", &self.meta.account_id)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReadOnlyStore {
+    /// Opens the existing store in `data_dir` read-only and follows its changes every `poll`.
+    pub fn open(data_dir: &Path, poll: Duration) -> Result<Self, StoreError> {
+        let opened = open::read_only(data_dir)?;
+        let mut conn = opened.conn;
+        let server_keys = open::server_keys(&conn, &opened.sealer)?;
+        let (index, cursor) = Index::load(&mut conn, &opened.sealer, &opened.meta.account_id)?;
+        let index = Arc::new(index);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let followed = Arc::clone(&index);
+        let sealer = opened.sealer;
+        let account_id = opened.meta.account_id.clone();
+        let follower = std::thread::Builder::new()
+            .name("sts-broker-follower".into())
+            .spawn(move || {
+                let mut cursor = cursor;
+                // Stops when the store is closed (a message, or the sender dropped).
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(poll) {
+                    match followed.follow(&conn, &sealer, &mut cursor) {
+                        Ok(Followed::Applied) => {}
+                        Ok(Followed::Gap) => match Index::load(&mut conn, &sealer, &account_id) {
+                            Ok((fresh, at)) => {
+                                followed.replace_with(fresh);
+                                cursor = at;
+                            }
+                            Err(e) => tracing::error!(error = %e, "reloading the index failed"),
+                        },
+                        Err(e) => tracing::error!(error = %e, "following change_log failed"),
+                    }
+                }
+            })
+            .map_err(|e| StoreError::DataDir(format!("cannot start the follower thread: {e}")))?;
+        Ok(Self {
+            meta: opened.meta,
+            index,
+            server_keys,
+            stop: Mutex::new(Some(stop)),
+            follower: Mutex::new(Some(follower)),
         })
-        .optional()?;
-    if existing.is_some() {
-        return Ok(None);
     }
-    let account_id = ids::account_id()?;
-    tx.execute(
-        "INSERT INTO meta(key, value) VALUES ('account_id', ?1)",
-        [&account_id],
-    )?;
-    tx.execute(
-        "INSERT INTO meta(key, value) VALUES ('created_at', ?1)",
-        [now],
-    )?;
-    tx.execute(
-        "INSERT INTO meta(key, value) VALUES ('seal_check', ?1)",
-        [sealer.seal(SEAL_CHECK, b"sts-broker")?],
-    )?;
-    insert_server_key(&tx, sealer, now)?;
-    let mut ctx = WriteCtx::new_for_bootstrap(&tx, sealer, &account_id, now);
-    let root = ops::insert_access_key(&mut ctx, &Owner::Root)?;
-    let path = data_dir.join(ROOT_CREDENTIALS_FILE);
-    let csv = Zeroizing::new(format!(
-        "User Name,Access key ID,Secret access key\nroot,{},{}\n",
-        root.id,
-        root.secret.as_str()
-    ));
-    let tmp = data_dir.join(format!("{ROOT_CREDENTIALS_FILE}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    seal::write_private(&tmp, csv.as_bytes())
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| StoreError::DataDir(format!("{}: {e}", path.display())))?;
-    tx.commit()?;
-    Ok(Some(Bootstrap {
-        root_key_id: root.id,
-        credentials_file: path,
-    }))
+
+    /// The identities, kept current.
+    pub fn index(&self) -> &Arc<Index> {
+        &self.index
+    }
+
+    /// Session-credential keys, newest first.
+    pub fn server_keys(&self) -> &[ServerKey] {
+        &self.server_keys
+    }
+
+    /// Stops following.
+    pub fn close(&self) {
+        if let Ok(mut stop) = self.stop.lock() {
+            stop.take();
+        }
+        let handle = self.follower.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
 }
 
-fn insert_server_key(conn: &Connection, sealer: &Sealer, now: i64) -> Result<(), StoreError> {
-    let kid = hex::encode(ids::random_bytes::<8>()?);
-    let material = Zeroizing::new(ids::random_bytes::<64>()?);
-    let sealed = sealer.seal(&format!("server_key:{kid}"), material.as_slice())?;
-    conn.execute(
-        "INSERT INTO server_key(kid, sealed, created_at) VALUES (?1, ?2, ?3)",
-        rusqlite::params![kid, sealed, now],
-    )?;
-    Ok(())
-}
-
-fn load_server_keys(conn: &Connection, sealer: &Sealer) -> Result<Vec<ServerKey>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT kid, sealed, created_at FROM server_key ORDER BY created_at DESC")?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut keys = Vec::with_capacity(rows.len());
-    for (kid, sealed, created_at) in rows {
-        let material = sealer.open(&format!("server_key:{kid}"), &sealed)?;
-        let (signing, derivation) = material
-            .split_first_chunk::<32>()
-            .and_then(|(s, rest)| Some((*s, *rest.first_chunk::<32>()?)))
-            .ok_or_else(|| StoreError::Corrupt(format!("server key {kid} is too short")))?;
-        keys.push(ServerKey {
-            kid,
-            signing: Zeroizing::new(signing),
-            derivation: Zeroizing::new(derivation),
-            created_at,
-        });
+impl Drop for ReadOnlyStore {
+    fn drop(&mut self) {
+        self.close();
     }
-    if keys.is_empty() {
-        return Err(StoreError::Corrupt("no server key".into()));
-    }
-    Ok(keys)
 }

@@ -6,16 +6,16 @@ use rusqlite::{OptionalExtension as _, params};
 
 use super::error::StoreError;
 use super::index::Changed;
-use super::model::{AccessKey, Device, DeviceKind, Owner, User};
 use super::rows;
 use super::writer::WriteCtx;
 use crate::ids;
 use crate::mfa::totp::{TokenCode, TotpKey, step_at};
+use crate::model::{AccessKey, Device, DeviceKind, Owner, User};
 
 /// Access keys an identity may have, as in IAM.
-pub const MAX_ACCESS_KEYS: i64 = 2;
+pub(crate) const MAX_ACCESS_KEYS: u32 = 2;
 /// Length of a generated virtual-device seed: 40 bytes, 64 base32 characters, as AWS's.
-pub const VIRTUAL_SEED_BYTES: usize = 40;
+pub(crate) const VIRTUAL_SEED_BYTES: usize = 40;
 
 fn owner_exists(ctx: &WriteCtx<'_>, owner: &Owner) -> Result<bool, StoreError> {
     match owner {
@@ -24,8 +24,19 @@ fn owner_exists(ctx: &WriteCtx<'_>, owner: &Owner) -> Result<bool, StoreError> {
     }
 }
 
+fn count(ctx: &WriteCtx<'_>, sql: &str, key: &str) -> Result<i64, StoreError> {
+    Ok(ctx
+        .conn()
+        .prepare_cached(sql)?
+        .query_row([key], |r| r.get(0))?)
+}
+
 /// Creates an IAM user.
-pub fn create_user(ctx: &mut WriteCtx<'_>, name: &str, path: &str) -> Result<User, StoreError> {
+pub(crate) fn create_user(
+    ctx: &mut WriteCtx<'_>,
+    name: &str,
+    path: &str,
+) -> Result<User, StoreError> {
     if rows::user_by_name(ctx.conn(), name)?.is_some() {
         return Err(StoreError::UserExists(name.to_owned()));
     }
@@ -42,7 +53,7 @@ pub fn create_user(ctx: &mut WriteCtx<'_>, name: &str, path: &str) -> Result<Use
             user.name,
             name.to_lowercase(),
             user.path,
-            user.created_at
+            user.created_at.secs()
         ],
     )?;
     ctx.touch(&Changed::User(user.id.clone()))?;
@@ -50,23 +61,23 @@ pub fn create_user(ctx: &mut WriteCtx<'_>, name: &str, path: &str) -> Result<Use
 }
 
 /// Deletes an IAM user that has no access keys and no MFA devices left.
-pub fn delete_user(ctx: &mut WriteCtx<'_>, name: &str) -> Result<User, StoreError> {
+pub(crate) fn delete_user(ctx: &mut WriteCtx<'_>, name: &str) -> Result<User, StoreError> {
     let user = rows::user_by_name(ctx.conn(), name)?
         .ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))?;
-    let keys: i64 = ctx.conn().query_row(
+    if count(
+        ctx,
         "SELECT COUNT(*) FROM access_key WHERE owner = ?1",
-        [&user.id],
-        |r| r.get(0),
-    )?;
-    if keys > 0 {
+        &user.id,
+    )? > 0
+    {
         return Err(StoreError::UserHasAccessKeys);
     }
-    let devices: i64 = ctx.conn().query_row(
+    if count(
+        ctx,
         "SELECT COUNT(*) FROM mfa_device WHERE assigned_to = ?1",
-        [&user.id],
-        |r| r.get(0),
-    )?;
-    if devices > 0 {
+        &user.id,
+    )? > 0
+    {
         return Err(StoreError::UserHasDevices);
     }
     ctx.conn()
@@ -76,23 +87,29 @@ pub fn delete_user(ctx: &mut WriteCtx<'_>, name: &str) -> Result<User, StoreErro
 }
 
 /// Creates an access key for `owner`; at most [`MAX_ACCESS_KEYS`].
-pub fn create_access_key(ctx: &mut WriteCtx<'_>, owner: &Owner) -> Result<AccessKey, StoreError> {
+pub(crate) fn create_access_key(
+    ctx: &mut WriteCtx<'_>,
+    owner: &Owner,
+) -> Result<AccessKey, StoreError> {
     if !owner_exists(ctx, owner)? {
         return Err(StoreError::Corrupt("access key for a missing user".into()));
     }
-    let count: i64 = ctx.conn().query_row(
+    let keys = count(
+        ctx,
         "SELECT COUNT(*) FROM access_key WHERE owner = ?1",
-        [owner.as_db()],
-        |r| r.get(0),
+        owner.as_db(),
     )?;
-    if count >= MAX_ACCESS_KEYS {
-        return Err(StoreError::AccessKeyQuota);
+    if keys >= i64::from(MAX_ACCESS_KEYS) {
+        return Err(StoreError::AccessKeyQuota(MAX_ACCESS_KEYS));
     }
     insert_access_key(ctx, owner)
 }
 
 /// Inserts a new active key without quota checks (bootstrap of the root key).
-pub fn insert_access_key(ctx: &mut WriteCtx<'_>, owner: &Owner) -> Result<AccessKey, StoreError> {
+pub(crate) fn insert_access_key(
+    ctx: &mut WriteCtx<'_>,
+    owner: &Owner,
+) -> Result<AccessKey, StoreError> {
     let key = AccessKey {
         id: ids::access_key_id("AKIA")?,
         owner: owner.clone(),
@@ -105,14 +122,14 @@ pub fn insert_access_key(ctx: &mut WriteCtx<'_>, owner: &Owner) -> Result<Access
         .seal(&rows::key_context(&key.id), key.secret.as_bytes())?;
     ctx.conn().execute(
         "INSERT INTO access_key(id, owner, sealed_secret, active, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
-        params![key.id, owner.as_db(), sealed, key.created_at],
+        params![key.id, owner.as_db(), sealed, key.created_at.secs()],
     )?;
     ctx.touch(&Changed::AccessKey(key.id.clone()))?;
     Ok(key)
 }
 
 /// Sets a key of `owner` Active or Inactive.
-pub fn update_access_key(
+pub(crate) fn update_access_key(
     ctx: &mut WriteCtx<'_>,
     owner: &Owner,
     key_id: &str,
@@ -129,7 +146,7 @@ pub fn update_access_key(
 }
 
 /// Deletes a key of `owner`.
-pub fn delete_access_key(
+pub(crate) fn delete_access_key(
     ctx: &mut WriteCtx<'_>,
     owner: &Owner,
     key_id: &str,
@@ -144,93 +161,16 @@ pub fn delete_access_key(
     ctx.touch(&Changed::AccessKey(key_id.to_owned()))
 }
 
-/// One line of ListAccessKeys.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyMetadata {
-    /// `AKIA…`.
-    pub id: String,
-    /// Active or not.
-    pub active: bool,
-    /// Creation time.
-    pub created_at: i64,
-}
-
-/// The keys of `owner`, oldest first.
-pub fn list_access_keys(
-    ctx: &mut WriteCtx<'_>,
-    owner: &Owner,
-) -> Result<Vec<KeyMetadata>, StoreError> {
-    let mut stmt = ctx.conn().prepare_cached(
-        "SELECT id, active, created_at FROM access_key WHERE owner = ?1 ORDER BY created_at, id",
-    )?;
-    let keys = stmt
-        .query_map([owner.as_db()], |r| {
-            Ok(KeyMetadata {
-                id: r.get(0)?,
-                active: r.get(1)?,
-                created_at: r.get(2)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(keys)
-}
-
-/// A page of a listing: the items and, when truncated, the marker of the next page.
-#[derive(Debug)]
-pub struct Page<T> {
-    /// The items of this page.
-    pub items: Vec<T>,
-    /// Where the next page starts, when there is one.
-    pub next_marker: Option<String>,
-}
-
-/// Users whose path starts with `path_prefix`, by name, after `marker`.
-pub fn list_users(
-    ctx: &mut WriteCtx<'_>,
-    path_prefix: &str,
-    marker: Option<&str>,
-    max_items: usize,
-) -> Result<Page<User>, StoreError> {
-    let mut stmt = ctx.conn().prepare_cached(&format!(
-        "SELECT {} FROM user WHERE name_lc > ?1 AND substr(path, 1, length(?2)) = ?2 ORDER BY name_lc LIMIT ?3",
-        rows::USER_COLUMNS
-    ))?;
-    let limit = i64::try_from(max_items.saturating_add(1)).unwrap_or(i64::MAX);
-    let mut users = stmt
-        .query_map(
-            params![marker.unwrap_or(""), path_prefix, limit],
-            rows::user,
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
-    let next_marker = if users.len() > max_items {
-        users.truncate(max_items);
-        users.last().map(|u| u.name.to_lowercase())
-    } else {
-        None
-    };
-    Ok(Page {
-        items: users,
-        next_marker,
-    })
-}
-
-/// How TOTP codes are checked in a write.
-#[derive(Clone, Copy, Debug)]
-pub struct CodeCheck {
-    /// Steps searched on each side of the device's expected step.
-    pub window: u32,
-}
-
 /// What CreateVirtualMFADevice hands back once, and never again.
-pub struct NewVirtualDevice {
+pub(crate) struct NewVirtualDevice {
     /// `arn:aws:iam::ACCOUNT:mfa{path}{name}`.
-    pub serial: String,
+    pub(crate) serial: String,
     /// The seed, for the base32 string and the QR code.
-    pub seed: zeroize::Zeroizing<Vec<u8>>,
+    pub(crate) seed: zeroize::Zeroizing<Vec<u8>>,
 }
 
 /// Creates an unassigned virtual device with a new random seed.
-pub fn create_virtual_device(
+pub(crate) fn create_virtual_device(
     ctx: &mut WriteCtx<'_>,
     name: &str,
     path: &str,
@@ -246,71 +186,91 @@ pub fn create_virtual_device(
         )
         .optional()?;
     if exists.is_some() {
-        return Err(StoreError::DeviceExists);
+        return Err(StoreError::DeviceExists(serial));
     }
     let seed = zeroize::Zeroizing::new(ids::random_bytes::<VIRTUAL_SEED_BYTES>()?.to_vec());
     let sealed = ctx.sealer.seal(&rows::seed_context(&serial), &seed)?;
     ctx.conn().execute(
         "INSERT INTO mfa_device(serial, kind, name, path, creator, sealed_seed, created_at) VALUES (?1, 'virtual', ?2, ?3, ?4, ?5, ?6)",
-        params![serial, name, path, creator.as_db(), sealed, ctx.now],
+        params![serial, name, path, creator.as_db(), sealed, ctx.now.secs()],
     )?;
     ctx.touch(&Changed::Device(serial.clone()))?;
     Ok(NewVirtualDevice { serial, seed })
 }
 
 /// Imports a hardware TOTP token from a vendor seed file row.
-pub fn import_hardware_device(
+pub(crate) fn import_hardware_device(
     ctx: &mut WriteCtx<'_>,
     serial: &str,
     seed: &[u8],
 ) -> Result<(), StoreError> {
-    TotpKey::new(seed)
-        .map_err(|e| StoreError::WrongDeviceKind(format!("seed of {serial}: {e}")))?;
+    TotpKey::new(seed).map_err(|e| StoreError::UnusableSeed {
+        serial: serial.to_owned(),
+        reason: e.to_string(),
+    })?;
     let sealed = ctx.sealer.seal(&rows::seed_context(serial), seed)?;
     let n = ctx.conn().execute(
         "INSERT OR IGNORE INTO mfa_device(serial, kind, sealed_seed, created_at) VALUES (?1, 'hardware', ?2, ?3)",
-        params![serial, sealed, ctx.now],
+        params![serial, sealed, ctx.now.secs()],
     )?;
     if n == 0 {
-        return Err(StoreError::DeviceExists);
+        return Err(StoreError::DeviceExists(serial.to_owned()));
     }
     ctx.touch(&Changed::Device(serial.to_owned()))
 }
 
-/// Registers (and so enables) a FIDO security key for a user or root, as the console would.
-pub fn register_fido_key(
+/// A FIDO security key to register, as the console would.
+pub(crate) struct FidoRegistration {
+    /// Whose key.
+    pub(crate) owner: Owner,
+    /// The owner's name in the serial (`root` for the root user).
+    pub(crate) owner_name: String,
+    /// The key's name.
+    pub(crate) key_name: String,
+    /// WebAuthn credential id, base64url.
+    pub(crate) credential_id: String,
+    /// Credential public key, base64url.
+    pub(crate) public_key: String,
+    /// Devices the owner may hold.
+    pub(crate) max_devices: u32,
+}
+
+/// Registers (and so enables) a FIDO security key; returns its serial.
+pub(crate) fn register_fido_key(
     ctx: &mut WriteCtx<'_>,
-    owner: &Owner,
-    owner_name: &str,
-    key_name: &str,
-    credential_id: &str,
-    public_key: &str,
-    max_devices: u32,
+    key: &FidoRegistration,
 ) -> Result<String, StoreError> {
-    if !owner_exists(ctx, owner)? {
-        return Err(StoreError::NoSuchUser(owner_name.to_owned()));
+    if !owner_exists(ctx, &key.owner)? {
+        return Err(StoreError::NoSuchUser(key.owner_name.clone()));
     }
-    check_device_quota(ctx, owner, max_devices)?;
+    check_device_quota(ctx, &key.owner, key.max_devices)?;
     let suffix: String = hex::encode(ids::random_bytes::<4>()?).to_uppercase();
     let serial = format!(
-        "arn:aws:iam::{}:u2f/user/{owner_name}/{key_name}-{suffix}",
-        ctx.account_id
+        "arn:aws:iam::{}:u2f/user/{}/{}-{suffix}",
+        ctx.account_id, key.owner_name, key.key_name
     );
     ctx.conn().execute(
         "INSERT INTO mfa_device(serial, kind, name, assigned_to, enabled_at, credential_id, public_key, created_at) VALUES (?1, 'fido', ?2, ?3, ?4, ?5, ?6, ?4)",
-        params![serial, key_name, owner.as_db(), ctx.now, credential_id, public_key],
+        params![
+            serial,
+            key.key_name,
+            key.owner.as_db(),
+            ctx.now.secs(),
+            key.credential_id,
+            key.public_key
+        ],
     )?;
     ctx.touch(&Changed::Device(serial.clone()))?;
     Ok(serial)
 }
 
 fn check_device_quota(ctx: &WriteCtx<'_>, owner: &Owner, max: u32) -> Result<(), StoreError> {
-    let count: i64 = ctx.conn().query_row(
+    let held = count(
+        ctx,
         "SELECT COUNT(*) FROM mfa_device WHERE assigned_to = ?1",
-        [owner.as_db()],
-        |r| r.get(0),
+        owner.as_db(),
     )?;
-    if count >= i64::from(max) {
+    if held >= i64::from(max) {
         return Err(StoreError::DeviceQuota(max));
     }
     Ok(())
@@ -321,94 +281,86 @@ fn load_device(ctx: &WriteCtx<'_>, serial: &str) -> Result<Device, StoreError> {
         .ok_or_else(|| StoreError::NoSuchDevice(serial.to_owned()))
 }
 
-/// Finds the step of two consecutive codes around the device's expected step; the second
-/// code's step must be later than anything accepted before.
+/// Two consecutive codes of a device, as EnableMFADevice and ResyncMFADevice take them.
+pub(crate) struct CodePair {
+    /// The device.
+    pub(crate) serial: String,
+    /// Whose device it is (Enable: who it is for).
+    pub(crate) owner: Owner,
+    /// The first code and the one after it.
+    pub(crate) codes: (TokenCode, TokenCode),
+    /// Steps searched on each side of now to learn the device's drift.
+    pub(crate) window: u32,
+}
+
+/// Finds the step of two consecutive codes around now; the second code's step must be later
+/// than anything accepted before. Returns `(second step, drift)`.
 fn consecutive_step(
     ctx: &WriteCtx<'_>,
     device: &Device,
-    first: TokenCode,
-    second: TokenCode,
-    check: CodeCheck,
-) -> Result<i64, StoreError> {
-    let key = device
-        .totp
-        .as_ref()
-        .ok_or_else(|| StoreError::WrongDeviceKind(fido_api_refusal()))?;
-    let now_step = step_at(ctx.now);
-    let found = key
-        .find_consecutive(first, second, now_step, check.window)
+    pair: &CodePair,
+) -> Result<(i64, i64), StoreError> {
+    let totp = device.totp().ok_or(StoreError::FidoKey)?;
+    let now_step = step_at(ctx.now.secs());
+    let found = totp
+        .key
+        .find_consecutive(pair.codes.0, pair.codes.1, now_step, pair.window)
         .ok_or(StoreError::InvalidCodes)?;
     let second_step = found.saturating_add(1);
-    if second_step <= device.last_step {
+    if second_step <= totp.last_step {
         return Err(StoreError::InvalidCodes);
     }
-    Ok(second_step)
+    Ok((second_step, second_step - now_step))
 }
 
-/// The refusal for FIDO keys on the API path.
-pub fn fido_api_refusal() -> String {
-    "FIDO security keys cannot be enabled or synchronized through the AWS CLI or API; register them through the console (sts-broker admin mfa register-fido).".to_owned()
-}
-
-/// EnableMFADevice: assigns a virtual or hardware device to `owner` after two consecutive codes,
+/// EnableMFADevice: assigns a virtual or hardware device after two consecutive codes,
 /// remembering the device's drift and consuming both codes.
-pub fn enable_device(
+pub(crate) fn enable_device(
     ctx: &mut WriteCtx<'_>,
-    serial: &str,
-    owner: &Owner,
-    codes: (TokenCode, TokenCode),
-    check: CodeCheck,
+    pair: &CodePair,
     max_devices: u32,
 ) -> Result<Device, StoreError> {
-    let device = load_device(ctx, serial)?;
-    if device.kind == DeviceKind::Fido {
-        return Err(StoreError::WrongDeviceKind(fido_api_refusal()));
+    let device = load_device(ctx, &pair.serial)?;
+    if device.is_fido() {
+        return Err(StoreError::FidoKey);
     }
     if device.assigned_to.is_some() {
         return Err(StoreError::DeviceInUse);
     }
-    if !owner_exists(ctx, owner)? {
-        return Err(StoreError::NoSuchDevice(serial.to_owned()));
+    if !owner_exists(ctx, &pair.owner)? {
+        return Err(StoreError::NoSuchDevice(pair.serial.clone()));
     }
-    check_device_quota(ctx, owner, max_devices)?;
-    let step = consecutive_step(ctx, &device, codes.0, codes.1, check)?;
-    let drift = step - step_at(ctx.now);
+    check_device_quota(ctx, &pair.owner, max_devices)?;
+    let (step, drift) = consecutive_step(ctx, &device, pair)?;
     ctx.conn().execute(
         "UPDATE mfa_device SET assigned_to = ?1, enabled_at = ?2, drift = ?3, last_step = ?4 WHERE serial = ?5",
-        params![owner.as_db(), ctx.now, drift, step, serial],
+        params![pair.owner.as_db(), ctx.now.secs(), drift, step, pair.serial],
     )?;
-    ctx.touch(&Changed::Device(serial.to_owned()))?;
-    load_device(ctx, serial)
+    ctx.touch(&Changed::Device(pair.serial.clone()))?;
+    load_device(ctx, &pair.serial)
 }
 
-/// ResyncMFADevice: learns the drift of `owner`'s enabled device from two consecutive codes.
-pub fn resync_device(
-    ctx: &mut WriteCtx<'_>,
-    serial: &str,
-    owner: &Owner,
-    codes: (TokenCode, TokenCode),
-    check: CodeCheck,
-) -> Result<(), StoreError> {
-    let device = load_device(ctx, serial)?;
-    if device.assigned_to.as_ref() != Some(owner) {
-        return Err(StoreError::NoSuchDevice(serial.to_owned()));
+/// ResyncMFADevice: learns the drift of the owner's enabled device from two consecutive codes.
+pub(crate) fn resync_device(ctx: &mut WriteCtx<'_>, pair: &CodePair) -> Result<(), StoreError> {
+    let device = load_device(ctx, &pair.serial)?;
+    if device.assigned_to.as_ref() != Some(&pair.owner) {
+        return Err(StoreError::NoSuchDevice(pair.serial.clone()));
     }
-    if device.kind == DeviceKind::Fido {
-        return Err(StoreError::WrongDeviceKind(fido_api_refusal()));
+    if device.is_fido() {
+        return Err(StoreError::FidoKey);
     }
-    let step = consecutive_step(ctx, &device, codes.0, codes.1, check)?;
-    let drift = step - step_at(ctx.now);
+    let (step, drift) = consecutive_step(ctx, &device, pair)?;
     ctx.conn().execute(
         "UPDATE mfa_device SET drift = ?1, last_step = ?2 WHERE serial = ?3",
-        params![drift, step, serial],
+        params![drift, step, pair.serial],
     )?;
-    ctx.touch(&Changed::Device(serial.to_owned()))
+    ctx.touch(&Changed::Device(pair.serial.clone()))
 }
 
 /// DeactivateMFADevice: unassigns `owner`'s device. Virtual and hardware devices go back to
 /// the unassigned pool (their last accepted step stays, so old codes stay spent); a FIDO key's
 /// registration is removed.
-pub fn deactivate_device(
+pub(crate) fn deactivate_device(
     ctx: &mut WriteCtx<'_>,
     serial: &str,
     owner: &Owner,
@@ -417,7 +369,7 @@ pub fn deactivate_device(
     if device.assigned_to.as_ref() != Some(owner) {
         return Err(StoreError::NoSuchDevice(serial.to_owned()));
     }
-    if device.kind == DeviceKind::Fido {
+    if device.is_fido() {
         ctx.conn()
             .execute("DELETE FROM mfa_device WHERE serial = ?1", [serial])?;
     } else {
@@ -430,10 +382,24 @@ pub fn deactivate_device(
     Ok(device)
 }
 
+/// Deactivates a device whoever holds it (the operator's command).
+pub(crate) fn deactivate_any_device(
+    ctx: &mut WriteCtx<'_>,
+    serial: &str,
+) -> Result<Device, StoreError> {
+    let owner = load_device(ctx, serial)?
+        .assigned_to
+        .ok_or_else(|| StoreError::NoSuchDevice(serial.to_owned()))?;
+    deactivate_device(ctx, serial, &owner)
+}
+
 /// DeleteVirtualMFADevice: removes an unassigned virtual device.
-pub fn delete_virtual_device(ctx: &mut WriteCtx<'_>, serial: &str) -> Result<Device, StoreError> {
+pub(crate) fn delete_virtual_device(
+    ctx: &mut WriteCtx<'_>,
+    serial: &str,
+) -> Result<Device, StoreError> {
     let device = load_device(ctx, serial)?;
-    if device.kind != DeviceKind::Virtual {
+    if !matches!(device.kind, DeviceKind::Virtual { .. }) {
         return Err(StoreError::NoSuchDevice(serial.to_owned()));
     }
     if device.assigned_to.is_some() {
@@ -447,79 +413,14 @@ pub fn delete_virtual_device(ctx: &mut WriteCtx<'_>, serial: &str) -> Result<Dev
 
 /// Makes an accepted TOTP step durable. `false` when the stored step is already at or past it
 /// (another process accepted it first): the code must then be refused as a replay.
-pub fn record_accepted_step(
+pub(crate) fn record_accepted_step(
     ctx: &mut WriteCtx<'_>,
     serial: &str,
     step: i64,
 ) -> Result<bool, StoreError> {
-    let n = ctx.conn().execute(
+    let n = ctx.conn().prepare_cached(
         "UPDATE mfa_device SET last_step = ?1 WHERE serial = ?2 AND last_step < ?1 AND assigned_to IS NOT NULL",
-        params![step, serial],
-    )?;
+    )?
+    .execute(params![step, serial])?;
     Ok(n == 1)
-}
-
-/// Devices assigned to `owner`, by enable date.
-pub fn list_assigned_devices(
-    ctx: &mut WriteCtx<'_>,
-    owner: &Owner,
-) -> Result<Vec<Device>, StoreError> {
-    let mut stmt = ctx.conn().prepare_cached(&format!(
-        "SELECT {} FROM mfa_device WHERE assigned_to = ?1 ORDER BY enabled_at, serial",
-        rows::DEVICE_COLUMNS
-    ))?;
-    let mut q = stmt.query([owner.as_db()])?;
-    let mut out = Vec::new();
-    while let Some(row) = q.next()? {
-        out.push(rows::device(row, ctx.sealer)?);
-    }
-    Ok(out)
-}
-
-/// Which virtual devices ListVirtualMFADevices returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Assignment {
-    /// Enabled for someone.
-    Assigned,
-    /// Not enabled.
-    Unassigned,
-    /// Both.
-    Any,
-}
-
-/// Virtual devices by serial after `marker`; `creator` limits them to the ones an IAM user
-/// created or has assigned (users see only their own).
-pub fn list_virtual_devices(
-    ctx: &mut WriteCtx<'_>,
-    assignment: Assignment,
-    visible_to: Option<&Owner>,
-    marker: Option<&str>,
-    max_items: usize,
-) -> Result<Page<Device>, StoreError> {
-    let status = match assignment {
-        Assignment::Assigned => "AND assigned_to IS NOT NULL",
-        Assignment::Unassigned => "AND assigned_to IS NULL",
-        Assignment::Any => "",
-    };
-    let mut stmt = ctx.conn().prepare_cached(&format!(
-        "SELECT {} FROM mfa_device WHERE kind = 'virtual' AND serial > ?1 {status} AND (?2 IS NULL OR assigned_to = ?2 OR (assigned_to IS NULL AND creator = ?2)) ORDER BY serial LIMIT ?3",
-        rows::DEVICE_COLUMNS
-    ))?;
-    let limit = i64::try_from(max_items.saturating_add(1)).unwrap_or(i64::MAX);
-    let mut q = stmt.query(params![
-        marker.unwrap_or(""),
-        visible_to.map(Owner::as_db),
-        limit
-    ])?;
-    let mut items = Vec::new();
-    while let Some(row) = q.next()? {
-        items.push(rows::device(row, ctx.sealer)?);
-    }
-    let next_marker = if items.len() > max_items {
-        items.truncate(max_items);
-        items.last().map(|d| d.serial.clone())
-    } else {
-        None
-    };
-    Ok(Page { items, next_marker })
 }

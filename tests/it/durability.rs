@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sts_broker::mfa::base32;
-use sts_broker::mfa::totp::{TotpKey, step_at};
+use crate::harness::{TotpKey, base32, step_at};
 
 use crate::harness::{
     Creds, TestBroker, audit_lines_in, create_virtual_device, eventually, fresh_dir, iam_at,
@@ -236,7 +235,7 @@ async fn drift_and_the_last_accepted_step_survive_a_restart() {
     };
     gst(&b, code.clone()).await.unwrap();
 
-    let config = b.state().config.clone();
+    let config = b.config.clone();
     let (_, clock) = b.stop().await;
     let b = TestBroker::boot(config, clock).await;
     let refused = Err((403, "AccessDenied".to_owned(), INVALID_CODE.to_owned()));

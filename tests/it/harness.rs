@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::{BehaviorVersion, Region};
 use aws_smithy_async::time::{SharedTimeSource, TimeSource};
-use sts_broker::config::{AuditTarget, Config};
-use sts_broker::mfa::base32;
-use sts_broker::mfa::totp::{TotpKey, step_at};
-use sts_broker::{Broker, Clock, ManualClock, RunningBroker};
+pub use otp::{TotpKey, base32, step_at};
+use sts_broker::{
+    AuditTarget, Broker, Clock, Config, ManualClock, RunningBroker, Throttle, ThrottlePolicy,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Access key id, secret and (for sessions) token.
@@ -75,6 +75,10 @@ pub struct TestBroker {
     pub account_id: String,
     pub root: Creds,
     pub data_dir: PathBuf,
+    /// The configuration the broker was booted with.
+    pub config: Config,
+    /// The broker's MFA lock-out, injected so tests can see how many devices it tracks.
+    pub throttle: Arc<Throttle>,
     running: Option<RunningBroker>,
 }
 
@@ -98,7 +102,16 @@ impl TestBroker {
     /// Boots on an existing config and clock (e.g. to restart on the same data dir).
     pub async fn boot(cfg: Config, clock: ManualClock) -> Self {
         let data_dir = cfg.data_dir.clone();
-        let (broker, _) = Broker::open(cfg, Arc::new(clock.clone())).unwrap();
+        let throttle = Arc::new(Throttle::new(ThrottlePolicy {
+            free_failures: cfg.mfa_free_failures,
+            base_backoff_secs: cfg.mfa_base_backoff_secs,
+            max_backoff_secs: cfg.mfa_max_backoff_secs,
+        }));
+        let (broker, _) = Broker::builder(cfg.clone())
+            .clock(Arc::new(clock.clone()))
+            .attempt_limiter(throttle.clone())
+            .open()
+            .unwrap();
         let account_id = broker.account_id().to_owned();
         let running = broker.start().await.unwrap();
         Self {
@@ -107,6 +120,8 @@ impl TestBroker {
             account_id,
             root: root_creds_in(&data_dir),
             data_dir,
+            config: cfg,
+            throttle,
             running: Some(running),
         }
     }
@@ -420,15 +435,9 @@ where
 }
 
 impl TestBroker {
-    /// The running broker's shared state (throttle, store, config).
-    pub fn state(&self) -> &Arc<sts_broker::app::AppState> {
-        self.running.as_ref().unwrap().state()
-    }
-
     /// The operator's view of this broker's data dir (same config, same clock).
-    pub fn admin(&self) -> sts_broker::admin::Admin {
-        sts_broker::admin::Admin::open(self.state().config.clone(), Arc::new(self.clock.clone()))
-            .unwrap()
+    pub fn admin(&self) -> sts_broker::Admin {
+        sts_broker::Admin::open(self.config.clone(), Arc::new(self.clock.clone())).unwrap()
     }
 
     /// The raw audit log.
@@ -447,5 +456,89 @@ impl TestBroker {
             async move { ok.then_some(lines) }
         })
         .await
+    }
+}
+
+/// RFC 6238 codes and RFC 4648 base32, written here as an independent oracle of the broker's.
+pub mod otp {
+    use hmac::{Hmac, Mac as _};
+    use sha1::Sha1;
+
+    /// The TOTP step containing `unix`.
+    pub fn step_at(unix: i64) -> i64 {
+        unix.div_euclid(30)
+    }
+
+    /// A six-digit code.
+    pub struct Code(u32);
+
+    impl Code {
+        pub fn to_digits(&self) -> String {
+            format!("{:06}", self.0)
+        }
+    }
+
+    /// A device secret.
+    #[derive(Clone)]
+    pub struct TotpKey(Vec<u8>);
+
+    impl TotpKey {
+        pub fn new(seed: &[u8]) -> Result<Self, String> {
+            if seed.len() < 10 {
+                return Err("seed too short".into());
+            }
+            Ok(Self(seed.to_vec()))
+        }
+
+        pub fn from_base32(text: &str) -> Result<Self, String> {
+            Self::new(&base32::decode(text)?)
+        }
+
+        /// RFC 4226 §5.3 on the step counter.
+        pub fn code(&self, step: i64) -> Code {
+            let mut mac = <Hmac<Sha1> as hmac::KeyInit>::new_from_slice(&self.0).unwrap();
+            mac.update(&(step as u64).to_be_bytes());
+            let digest = mac.finalize().into_bytes();
+            let offset = usize::from(digest[19] & 0x0f);
+            let word = u32::from_be_bytes(digest[offset..offset + 4].try_into().unwrap());
+            Code((word & 0x7fff_ffff) % 1_000_000)
+        }
+    }
+
+    /// RFC 4648 base32, upper case, unpadded.
+    pub mod base32 {
+        const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+        pub fn encode(bytes: &[u8]) -> String {
+            let mut out = String::new();
+            for chunk in bytes.chunks(5) {
+                let mut buf = [0u8; 5];
+                buf[..chunk.len()].copy_from_slice(chunk);
+                let bits = u64::from_be_bytes([0, 0, 0, buf[0], buf[1], buf[2], buf[3], buf[4]]);
+                let chars = (chunk.len() * 8).div_ceil(5);
+                for i in 0..chars {
+                    out.push(char::from(ALPHABET[((bits >> (35 - 5 * i)) & 31) as usize]));
+                }
+            }
+            out
+        }
+
+        pub fn decode(text: &str) -> Result<Vec<u8>, String> {
+            let mut out = Vec::new();
+            let (mut acc, mut bits) = (0u64, 0u32);
+            for c in text.trim_end_matches('=').bytes() {
+                let v = ALPHABET
+                    .iter()
+                    .position(|&a| a == c.to_ascii_uppercase())
+                    .ok_or_else(|| format!("not base32: {c}"))?;
+                acc = (acc << 5) | v as u64;
+                bits += 5;
+                if bits >= 8 {
+                    bits -= 8;
+                    out.push((acc >> bits) as u8);
+                }
+            }
+            Ok(out)
+        }
     }
 }

@@ -6,10 +6,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::harness::{TotpKey, base32, step_at};
 use aws_sdk_iam::types::AssignmentStatusType;
 use aws_sdk_sts::operation::RequestId as _;
-use sts_broker::mfa::base32;
-use sts_broker::mfa::totp::{TotpKey, step_at};
 
 use crate::harness::{
     Creds, TestBroker, VirtualDevice, create_virtual_device, enabled_device, eventually,
@@ -1039,7 +1038,7 @@ async fn eight_devices_at_most() {
             .unwrap();
     }
     // A configuration beyond AWS's quota is refused.
-    let mut cfg = b.state().config.clone();
+    let mut cfg = b.config.clone();
     cfg.max_mfa_devices_per_user = 9;
     assert!(cfg.validate().is_err());
     b.stop().await;
@@ -1125,7 +1124,7 @@ async fn window_two_accepts_two_steps_each_side() {
         .await
         .expect("t+2");
     // Three steps each side is beyond what the configuration allows.
-    let mut cfg = b.state().config.clone();
+    let mut cfg = b.config.clone();
     cfg.mfa_window = 3;
     assert!(cfg.validate().is_err());
     b.stop().await;
@@ -1171,7 +1170,7 @@ async fn wrong_foreign_unknown_and_deactivated_serials() {
     for n in 0..20 {
         let _ = gst(&b, &alice, &format!("GAHT{n:08}"), "123456").await;
     }
-    assert_eq!(b.state().throttle.len(), 1, "only alice's device counts");
+    assert_eq!(b.throttle.len(), 1, "only alice's device counts");
     // A serial without a code, or a code without a serial: refused, never credentials.
     let r = b
         .sts(&alice)
@@ -1667,7 +1666,7 @@ async fn fido_keys_are_never_enabled_through_the_api_nor_used_on_sts() {
         }
     }
     assert_eq!(
-        b.state().throttle.len(),
+        b.throttle.len(),
         0,
         "FIDO attempts never count as code failures"
     );

@@ -13,7 +13,7 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use hmac::{Hmac, Mac as _};
 use sha2::{Digest as _, Sha256};
 use sts_broker::Broker;
-use sts_broker::config::{AuditTarget, Config};
+use sts_broker::{AuditTarget, Config};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::harness::{

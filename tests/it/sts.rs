@@ -8,7 +8,7 @@ use aws_sdk_iam::types::StatusType;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use sts_broker::ManualClock;
-use sts_broker::config::{AuditTarget, Config};
+use sts_broker::{AuditTarget, Config};
 
 use crate::harness::{Creds, TestBroker, sdk_error, xml_text};
 use crate::sigv4_http::{GCI, INVALID_TOKEN, Req, assert_error, parse_iso, send_signed};

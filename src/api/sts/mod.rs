@@ -3,14 +3,14 @@
 mod get_caller_identity;
 mod get_session_token;
 
-use crate::app::RequestCtx;
+use super::RequestCtx;
 use crate::protocol::Service;
 use crate::protocol::error::ApiError;
 
 /// Runs an STS action; returns the XML body.
-pub async fn dispatch(ctx: &RequestCtx<'_>, action: &str) -> Result<String, ApiError> {
+pub(super) async fn dispatch(ctx: &RequestCtx<'_>, action: &str) -> Result<String, ApiError> {
     match action {
-        "GetCallerIdentity" => get_caller_identity::handle(ctx),
+        "GetCallerIdentity" => Ok(get_caller_identity::handle(ctx)),
         "GetSessionToken" => get_session_token::handle(ctx).await,
         _ => Err(ApiError::InvalidAction {
             action: action.to_owned(),

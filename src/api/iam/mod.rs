@@ -1,6 +1,7 @@
 //! IAM actions (`Version=2010-05-08`): the subset that manages users, access keys and MFA
 //! devices with the AWS CLI. Root may do everything; an IAM user manages only its own keys and
-//! devices (contract §6, seed). Session credentials reach IAM only when they carry MFA (§7).
+//! devices (`docs/iam-mfa-api.md`). Session credentials reach IAM only when they carry MFA
+//! (`docs/mfa.md#condition-keys`).
 
 mod access_keys;
 mod mfa_devices;
@@ -8,21 +9,21 @@ mod users;
 
 use std::sync::Arc;
 
-use crate::app::RequestCtx;
+use super::RequestCtx;
 use crate::audit::{AuditEvent, Outcome};
-use crate::auth::Principal;
+use crate::model::{Principal, User};
 use crate::protocol::Service;
 use crate::protocol::error::ApiError;
+use crate::protocol::params::Params;
 use crate::protocol::validate::{Checks, is_name_char, parse_int};
-use crate::protocol::xml::XmlWriter;
+use crate::protocol::xml::{XmlWriter, success_body};
 use crate::store::StoreError;
-use crate::store::model::{Owner, User};
-use crate::time::UnixTime;
+use crate::store::queries::PageRequest;
 
 /// Runs an IAM action; returns the XML body.
-pub async fn dispatch(ctx: &RequestCtx<'_>, action: &str) -> Result<String, ApiError> {
+pub(super) async fn dispatch(ctx: &RequestCtx<'_>, action: &str) -> Result<String, ApiError> {
     // GetSessionToken credentials without MFA cannot call IAM at all.
-    if ctx.caller.session.is_some() && !ctx.caller.has_mfa() {
+    if ctx.caller.session.is_some() && !ctx.caller.mfa_present() {
         return Err(ApiError::InvalidClientTokenId);
     }
     match action {
@@ -49,33 +50,6 @@ pub async fn dispatch(ctx: &RequestCtx<'_>, action: &str) -> Result<String, ApiE
     }
 }
 
-/// Whom a call is about.
-#[derive(Clone, Debug)]
-pub enum Target {
-    /// The account root user.
-    Root,
-    /// An IAM user.
-    User(Arc<User>),
-}
-
-impl Target {
-    /// As a store owner.
-    pub fn owner(&self) -> Owner {
-        match self {
-            Self::Root => Owner::Root,
-            Self::User(u) => Owner::User(u.id.clone()),
-        }
-    }
-
-    /// The user name, unless root.
-    pub fn user_name(&self) -> Option<&str> {
-        match self {
-            Self::Root => None,
-            Self::User(u) => Some(&u.name),
-        }
-    }
-}
-
 /// `arn:aws:iam::ACCOUNT:user/NAME` for error texts about a user the caller may not see.
 fn user_arn_for(ctx: &RequestCtx<'_>, name: &str) -> String {
     format!("arn:aws:iam::{}:user/{name}", ctx.account())
@@ -85,7 +59,7 @@ fn user_arn_for(ctx: &RequestCtx<'_>, name: &str) -> String {
 fn require_root(ctx: &RequestCtx<'_>, action: &str, resource: &str) -> Result<(), ApiError> {
     match ctx.caller.principal {
         Principal::Root => Ok(()),
-        Principal::User(_) => Err(ApiError::not_authorized(&ctx.caller_arn, action, resource)),
+        Principal::User(_) => Err(ApiError::not_authorized(&ctx.caller.arn, action, resource)),
     }
 }
 
@@ -95,25 +69,25 @@ fn resolve_target(
     ctx: &RequestCtx<'_>,
     action: &str,
     user_name: Option<&str>,
-) -> Result<Target, ApiError> {
-    let index = ctx.state.index()?;
+) -> Result<Principal, ApiError> {
     match (&ctx.caller.principal, user_name) {
-        (Principal::Root, None) => Ok(Target::Root),
-        (Principal::User(me), None) => Ok(Target::User(Arc::clone(me))),
+        (Principal::Root, None) => Ok(Principal::Root),
+        (Principal::User(me), None) => Ok(Principal::User(Arc::clone(me))),
         (Principal::User(me), Some(name)) => {
             if me.name.eq_ignore_ascii_case(name) {
-                Ok(Target::User(Arc::clone(me)))
+                Ok(Principal::User(Arc::clone(me)))
             } else {
                 Err(ApiError::not_authorized(
-                    &ctx.caller_arn,
+                    &ctx.caller.arn,
                     action,
                     &user_arn_for(ctx, name),
                 ))
             }
         }
-        (Principal::Root, Some(name)) => index
+        (Principal::Root, Some(name)) => ctx
+            .index()
             .user_by_name(name)
-            .map(Target::User)
+            .map(Principal::User)
             .ok_or_else(|| StoreError::NoSuchUser(name.to_owned()).into()),
     }
 }
@@ -129,7 +103,7 @@ fn check_user_name(checks: &mut Checks, member: &str, name: Option<&str>) {
 /// The characters IAM allows inside a path: user paths end at `~`, MFA device paths at DEL, as
 /// the IAM model's patterns say.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum PathChars {
+enum PathChars {
     /// `\u0021-\u007E`.
     UpTo7E,
     /// `\u0021-\u007F`.
@@ -154,17 +128,34 @@ fn check_path(checks: &mut Checks, member: &str, path: &str, chars: PathChars) {
 }
 
 /// `MaxItems` (1–1000, default 100) and `Marker` (1–320).
-fn paging(ctx: &RequestCtx<'_>, checks: &mut Checks) -> Result<(usize, Option<String>), ApiError> {
-    let max = ctx.params.get("MaxItems").map(parse_int).transpose()?;
+fn paging(params: &Params, checks: &mut Checks) -> Result<PageRequest, ApiError> {
+    let max = params.get("MaxItems").map(parse_int).transpose()?;
     if let Some(m) = max {
         checks.range("maxItems", m, 1, 1000);
     }
-    let marker = ctx.params.get("Marker");
+    let marker = params.get("Marker");
     if let Some(m) = marker {
         checks.length("marker", m, 1, 320);
     }
-    let max = usize::try_from(max.unwrap_or(100).clamp(1, 1000)).unwrap_or(100);
-    Ok((max, marker.map(str::to_owned)))
+    Ok(PageRequest {
+        max_items: usize::try_from(max.unwrap_or(100).clamp(1, 1000)).unwrap_or(100),
+        marker: marker.map(str::to_owned),
+    })
+}
+
+/// An IAM answer without a result element.
+fn no_result(ctx: &RequestCtx<'_>, action: &str) -> String {
+    success_body(action, Service::Iam.namespace(), ctx.request_id, None)
+}
+
+/// An IAM answer with a result element written by `write`.
+fn with_result(ctx: &RequestCtx<'_>, action: &str, write: &dyn Fn(&mut XmlWriter)) -> String {
+    success_body(
+        action,
+        Service::Iam.namespace(),
+        ctx.request_id,
+        Some(write),
+    )
 }
 
 /// Writes a `User` structure.
@@ -174,25 +165,24 @@ fn write_user(w: &mut XmlWriter, tag: &str, user: &User, account: &str) {
         .leaf("UserName", &user.name)
         .leaf("UserId", &user.id)
         .leaf("Arn", &user.arn(account))
-        .leaf(
-            "CreateDate",
-            &UnixTime::from_secs(user.created_at).iso8601(),
-        )
+        .leaf("CreateDate", &user.created_at.iso8601())
         .close(tag);
 }
 
-/// Writes the `User` structure of the account root user: it has no name or path, so AWS reports
-/// its id (the account id), ARN and creation date only.
-fn write_root_user(w: &mut XmlWriter, ctx: &RequestCtx<'_>) {
+/// Writes the `User` structure of a principal. The account root user has no name or path, so
+/// AWS reports its id (the account id), ARN and creation date only.
+fn write_principal(w: &mut XmlWriter, tag: &str, principal: &Principal, ctx: &RequestCtx<'_>) {
     let account = ctx.account();
-    w.open("User")
-        .leaf("UserId", account)
-        .leaf("Arn", &format!("arn:aws:iam::{account}:root"))
-        .leaf(
-            "CreateDate",
-            &UnixTime::from_secs(ctx.state.store.account_created_at()).iso8601(),
-        )
-        .close("User");
+    match principal {
+        Principal::User(user) => write_user(w, tag, user, account),
+        Principal::Root => {
+            w.open(tag)
+                .leaf("UserId", account)
+                .leaf("Arn", &principal.arn(account))
+                .leaf("CreateDate", &ctx.api.store.account_created_at().iso8601())
+                .close(tag);
+        }
+    }
 }
 
 /// Writes `IsTruncated` and, when truncated, `Marker`.
@@ -208,31 +198,34 @@ fn write_truncation(w: &mut XmlWriter, next_marker: Option<&str>) {
     .leaf_opt("Marker", next_marker);
 }
 
+/// What an audited IAM change was about.
+struct Audited<'a> {
+    action: &'a str,
+    serial: Option<&'a str>,
+    target_user: Option<&'a str>,
+    /// Why it was refused, when it was.
+    error: Option<&'a ApiError>,
+}
+
 /// An audit record of an IAM change by this request.
-fn audit(
-    ctx: &RequestCtx<'_>,
-    action: &str,
-    serial: Option<&str>,
-    target_user: Option<&str>,
-    result: Result<(), &ApiError>,
-) {
-    let outcome = if result.is_ok() {
+fn audit(ctx: &RequestCtx<'_>, what: &Audited<'_>) {
+    let outcome = if what.error.is_none() {
         Outcome::Success
     } else {
         Outcome::Failure
     };
-    let mut e = AuditEvent::new(ctx.now, ctx.request_id, ctx.account(), action, outcome);
-    e.principal = Some(&ctx.caller_arn);
+    let mut e = AuditEvent::new(ctx.now, ctx.request_id, ctx.account(), what.action, outcome);
+    e.principal = Some(&ctx.caller.arn);
     e.access_key_id = Some(&ctx.caller.access_key_id);
-    e.serial = serial;
-    e.target_user = target_user;
+    e.serial = what.serial;
+    e.target_user = what.target_user;
     e.source_ip = Some(ctx.source_ip);
-    e.mfa_authenticated = Some(ctx.caller.has_mfa());
-    if let Err(err) = result {
+    e.mfa_authenticated = Some(ctx.caller.mfa_present());
+    if let Some(err) = what.error {
         e.error_code = Some(err.code());
         e.reason = Some(failure_reason(err));
     }
-    ctx.state.store.audit(e.to_line());
+    ctx.api.store.audit(e.to_line());
 }
 
 /// Why an audited IAM change was refused, as a short machine-readable word.
@@ -247,5 +240,24 @@ fn failure_reason(err: &ApiError) -> &'static str {
         ApiError::InvalidInput(_) => "invalid_input",
         ApiError::ValidationError(_) => "validation_error",
         _ => "internal_failure",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        for ok in ["/", "/a/", "/a/b/"] {
+            let mut c = Checks::new();
+            check_path(&mut c, "path", ok, PathChars::UpTo7E);
+            assert!(c.finish().is_ok(), "{ok}");
+        }
+        for bad in ["a", "/a", "a/", "/a b/", ""] {
+            let mut c = Checks::new();
+            check_path(&mut c, "path", bad, PathChars::UpTo7E);
+            assert!(c.finish().is_err(), "{bad}");
+        }
     }
 }

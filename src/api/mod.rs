@@ -1,0 +1,303 @@
+//! The STS and IAM front door: one request, top to bottom. Limits, Query parameters, the front
+//! door (302 for a missing Action), SigV4 verification, dispatch to STS or IAM, and the AWS XML
+//! reply. Every failure becomes an [`ApiError`] rendered in one place.
+
+mod context;
+mod iam;
+mod sts;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+
+pub(crate) use context::RequestCtx;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::ids;
+use crate::mfa::guard::{AttemptLimiter, ReplayGuard};
+use crate::protocol::Service;
+use crate::protocol::error::ApiError;
+use crate::protocol::params::Params;
+use crate::session::KeyRing;
+use crate::store::{Index, Store};
+use crate::time::UnixTime;
+use crate::verifier::{Payload, Presented, Verifier, VerifyPolicy};
+
+/// Where AWS redirects requests without an Action.
+const FRONT_DOOR: &str = "https://aws.amazon.com/iam";
+
+/// Everything a request needs, shared by all connections.
+pub(crate) struct Api {
+    /// Configuration.
+    pub(crate) config: Config,
+    /// Time.
+    pub(crate) clock: SharedClock,
+    /// Identities, durable.
+    pub(crate) store: Store,
+    /// Identities, in memory.
+    pub(crate) index: Arc<Index>,
+    /// Session-token keys.
+    pub(crate) keys: Arc<KeyRing>,
+    /// SigV4 and credentials.
+    pub(crate) verifier: Verifier,
+    /// The last accepted TOTP step per device.
+    pub(crate) replay: Arc<dyn ReplayGuard>,
+    /// Per-device MFA failure lock-outs.
+    pub(crate) limiter: Arc<dyn AttemptLimiter>,
+    sts_policy: VerifyPolicy,
+    iam_policy: VerifyPolicy,
+}
+
+/// What a handled request turns into.
+enum Reply {
+    Xml(Service, String),
+    Redirect(String),
+}
+
+impl Api {
+    /// The API over an opened store.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: Config,
+        clock: SharedClock,
+        store: Store,
+        index: Arc<Index>,
+        keys: Arc<KeyRing>,
+        replay: Arc<dyn ReplayGuard>,
+        limiter: Arc<dyn AttemptLimiter>,
+    ) -> Self {
+        let policy = |service: Service| VerifyPolicy {
+            regions: config.regions.clone(),
+            max_skew_secs: config.max_skew_secs,
+            ..VerifyPolicy::new(service.signing_name())
+        };
+        let verifier = Verifier::new(index.clone(), Arc::clone(&keys));
+        Self {
+            sts_policy: policy(Service::Sts),
+            iam_policy: policy(Service::Iam),
+            config,
+            clock,
+            store,
+            index,
+            keys,
+            verifier,
+            replay,
+            limiter,
+        }
+    }
+
+    /// Handles one HTTP request; never fails (failures are AWS error responses).
+    pub(crate) async fn handle<B>(
+        &self,
+        req: Request<B>,
+        remote: SocketAddr,
+    ) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let request_id = ids::request_id();
+        let (reply, service) = match self.handle_inner(req, remote, &request_id).await {
+            Ok(Reply::Xml(service, body)) => (Ok(body), service),
+            Ok(Reply::Redirect(location)) => {
+                let mut resp = redirect(&location, &request_id);
+                set_date(&mut resp, self.clock.now());
+                return resp;
+            }
+            Err((service, e)) => (Err(e), service),
+        };
+        let mut resp = match reply {
+            Ok(body) => xml_response(StatusCode::OK, body, &request_id, service),
+            Err(e) => error_response(&e, &request_id, service),
+        };
+        set_date(&mut resp, self.clock.now());
+        resp
+    }
+
+    /// The answer to a request that took longer than the request timeout.
+    pub(crate) fn timeout_response(&self) -> Response<Full<Bytes>> {
+        let mut resp = error_response(&ApiError::RequestTimeout, &ids::request_id(), Service::Sts);
+        set_date(&mut resp, self.clock.now());
+        resp
+    }
+
+    async fn handle_inner<B>(
+        &self,
+        req: Request<B>,
+        remote: SocketAddr,
+        request_id: &str,
+    ) -> Result<Reply, (Service, ApiError)>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let sts_err = |e| (Service::Sts, e);
+        let cfg = &self.config;
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum();
+        if header_bytes > cfg.max_header_bytes {
+            return Err(sts_err(ApiError::RequestHeaderFieldsTooLarge(
+                cfg.max_header_bytes,
+            )));
+        }
+        let declared_len = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared_len.is_some_and(|n| n > cfg.max_body_bytes as u64) {
+            return Err(sts_err(ApiError::RequestEntityTooLarge(cfg.max_body_bytes)));
+        }
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, cfg.max_body_bytes).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(sts_err(ApiError::RequestEntityTooLarge(cfg.max_body_bytes)));
+            }
+            Err(e) => {
+                tracing::debug!(request_id, error = %e, "request body unreadable");
+                return Err(sts_err(ApiError::MalformedQueryString));
+            }
+        };
+
+        let query = parts.uri.query().unwrap_or("");
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if parts.method == Method::POST && content_type.is_none() {
+            return Ok(Reply::Redirect(FRONT_DOOR.to_owned()));
+        }
+        let mut params = Params::default();
+        params.extend_from_form(query.as_bytes()).map_err(sts_err)?;
+        let is_form = content_type.is_some_and(|ct| {
+            ct.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
+        if parts.method == Method::POST && is_form {
+            params.extend_from_form(&body).map_err(sts_err)?;
+        }
+        let Some(action) = params.get("Action") else {
+            let location = if query.is_empty() {
+                FRONT_DOOR.to_owned()
+            } else {
+                format!("{FRONT_DOOR}?{query}")
+            };
+            return Ok(Reply::Redirect(location));
+        };
+
+        let version = params.get("Version");
+        let presented = Presented::new(&parts, Payload::Bytes(&body));
+        let service = Service::for_request(version, presented.scope_service());
+        let fail = |e: ApiError| (service, e);
+        let policy = match service {
+            Service::Sts => &self.sts_policy,
+            Service::Iam => &self.iam_policy,
+        };
+        let now = self.clock.now();
+        let caller = self
+            .verifier
+            .verify_presented(&presented, policy, now)
+            .map_err(|e| fail(e.into()))?;
+
+        if version != Some(service.version()) {
+            return Err(fail(ApiError::InvalidAction {
+                action: action.to_owned(),
+                version: version.unwrap_or("NO_VERSION_SPECIFIED").to_owned(),
+            }));
+        }
+        let ctx = RequestCtx {
+            api: self,
+            caller,
+            params: &params,
+            request_id,
+            source_ip: remote.ip(),
+            now,
+        };
+        let body = match service {
+            Service::Sts => sts::dispatch(&ctx, action).await,
+            Service::Iam => iam::dispatch(&ctx, action).await,
+        }
+        .map_err(fail)?;
+        Ok(Reply::Xml(service, body))
+    }
+}
+
+impl crate::server::Handler for Api {
+    fn handle(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        remote: SocketAddr,
+    ) -> impl Future<Output = Response<Full<Bytes>>> + Send {
+        Api::handle(self, req, remote)
+    }
+
+    fn timeout_response(&self) -> Response<Full<Bytes>> {
+        Api::timeout_response(self)
+    }
+}
+
+/// Sets `Date` from the broker's clock rather than hyper's: SDKs correct their signing time by
+/// the skew they see in it, so it must be the clock the broker judges requests by.
+fn set_date<B>(resp: &mut Response<B>, now: UnixTime) {
+    if let Ok(v) = HeaderValue::from_str(&now.http_date()) {
+        resp.headers_mut().insert(header::DATE, v);
+    }
+}
+
+/// The error reply for `e`.
+fn error_response(e: &ApiError, request_id: &str, service: Service) -> Response<Full<Bytes>> {
+    tracing::debug!(request_id, code = e.code(), "request refused");
+    xml_response(e.status(), e.body(service, request_id), request_id, service)
+}
+
+fn xml_response(
+    status: StatusCode,
+    body: String,
+    request_id: &str,
+    service: Service,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    insert_request_headers(resp.headers_mut(), request_id, service);
+    resp
+}
+
+/// `Content-Type`, `x-amzn-RequestId` and, for STS, `x-amz-sts-extended-request-id`: on every
+/// reply, redirects included (`docs/sts-wire-contract.md#response-headers`).
+fn insert_request_headers(h: &mut http::HeaderMap, request_id: &str, service: Service) {
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+        if service == Service::Sts {
+            let extended = base64::engine::general_purpose::STANDARD
+                .encode(format!("1:sts-broker:S:{request_id}"));
+            if let Ok(x) = HeaderValue::from_str(&extended) {
+                h.insert("x-amz-sts-extended-request-id", x);
+            }
+        }
+    }
+}
+
+fn redirect(location: &str, request_id: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::FOUND;
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    // Without an Action the service is unknown; live STS sends its headers on this redirect.
+    insert_request_headers(h, request_id, Service::Sts);
+    resp
+}

@@ -1,0 +1,359 @@
+//! GetSessionToken: session credentials for a long-term key, carrying the MFA context when a
+//! SerialNumber/TokenCode pair is verified.
+//!
+//! The MFA check, in order (each refusal is audited, none reveals more than AWS's texts):
+//! 1. a FIDO serial (registered, or of the `u2f` ARN form) is refused before any code is looked
+//!    at;
+//! 2. the serial must name an enabled TOTP device of the caller;
+//! 3. the device must not be locked out by earlier failures (the attempt counts as one until
+//!    the code proves right);
+//! 4. the code must match a step in the window around now plus the device's drift, later than
+//!    the last accepted step, claimed atomically by the replay guard (one winner among racing
+//!    requests);
+//! 5. that step is made durable, together with the audit line, before the credentials leave
+//!    the broker; the store refuses it if another process sharing it accepted it first.
+
+use crate::api::RequestCtx;
+use crate::audit::{AuditEvent, Outcome};
+use crate::mfa::guard::{self, MfaRefusal, Verdict, VerifyError};
+use crate::mfa::is_u2f_arn;
+use crate::mfa::totp::{TokenCode, step_at};
+use crate::model::TotpDevice;
+use crate::protocol::Service;
+use crate::protocol::error::{ApiError, SESSION_CANNOT_GET_SESSION_TOKEN};
+use crate::protocol::params::Params;
+use crate::protocol::validate::{Checks, is_serial_char, parse_int};
+use crate::protocol::xml::{XmlWriter, success_body};
+use crate::session::{MfaContext, SessionCredentials};
+use crate::store::ops;
+use crate::time::UnixTime;
+
+/// Shortest session, seconds.
+const MIN_DURATION: i64 = 900;
+/// Longest session for IAM users, seconds.
+const MAX_DURATION: i64 = 129_600;
+/// Default session for IAM users, seconds.
+const DEFAULT_DURATION: i64 = 43_200;
+/// Longest (and default) session for the account root user, seconds.
+const ROOT_MAX_DURATION: i64 = 3_600;
+
+/// What the caller offers as MFA.
+enum MfaInput {
+    /// Neither SerialNumber nor TokenCode.
+    None,
+    /// Both.
+    Code { serial: String, code: TokenCode },
+    /// One without the other.
+    Incomplete { serial: Option<String> },
+}
+
+/// The validated parameters.
+struct Input {
+    /// `DurationSeconds`, within 900–129600 when given.
+    duration_secs: Option<i64>,
+    mfa: MfaInput,
+}
+
+impl Input {
+    fn parse(params: &Params) -> Result<Self, ApiError> {
+        let duration = params.get("DurationSeconds").map(parse_int).transpose()?;
+        let serial = params.get("SerialNumber");
+        let code_text = params.get("TokenCode");
+        let mut checks = Checks::new();
+        if let Some(d) = duration {
+            checks.range("durationSeconds", d, MIN_DURATION, MAX_DURATION);
+        }
+        if let Some(s) = serial {
+            checks.length("serialNumber", s, 9, 256);
+            checks.pattern("serialNumber", s, "[\\w+=/:,.@-]*", is_serial_char);
+        }
+        if let Some(c) = code_text {
+            checks.length("tokenCode", c, 6, 6);
+            checks.pattern("tokenCode", c, "[\\d]*", |ch| ch.is_ascii_digit());
+        }
+        checks.finish()?;
+        // Six ASCII digits passed both checks above, so a given code parses.
+        let code = code_text.and_then(TokenCode::parse);
+        let mfa = match (serial, code) {
+            (None, None) if code_text.is_none() => MfaInput::None,
+            (Some(serial), Some(code)) => MfaInput::Code {
+                serial: serial.to_owned(),
+                code,
+            },
+            (serial, _) => MfaInput::Incomplete {
+                serial: serial.map(str::to_owned),
+            },
+        };
+        Ok(Self {
+            duration_secs: duration,
+            mfa,
+        })
+    }
+
+    /// The serial named, if any.
+    fn serial(&self) -> Option<&str> {
+        match &self.mfa {
+            MfaInput::None => None,
+            MfaInput::Code { serial, .. } => Some(serial),
+            MfaInput::Incomplete { serial } => serial.as_deref(),
+        }
+    }
+}
+
+/// Handles GetSessionToken.
+pub(super) async fn handle(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
+    // Every GetSessionToken is audited, malformed ones included (without the values sent: a
+    // malformed TokenCode may still hold a real code).
+    let input = Input::parse(ctx.params).inspect_err(|e| {
+        let mut event = event(ctx, Outcome::Failure, None, Some("validation_error"));
+        event.error_code = Some(e.code());
+        ctx.api.store.audit(event.to_line());
+    })?;
+    let serial = input.serial();
+    if ctx.caller.session.is_some() {
+        return Err(refuse(
+            ctx,
+            serial,
+            "session_credentials",
+            ApiError::access_denied(SESSION_CANNOT_GET_SESSION_TOKEN),
+        ));
+    }
+    let duration = match (input.duration_secs, ctx.caller.principal.is_root()) {
+        (Some(d), true) => d.min(ROOT_MAX_DURATION),
+        (None, true) => ROOT_MAX_DURATION,
+        (Some(d), false) => d,
+        (None, false) => DEFAULT_DURATION,
+    };
+    // A FIDO serial is refused before anything else, with or without a code: no code is ever
+    // looked at for it, and the caller learns why (FIDO keys cannot be used on STS,
+    // docs/mfa.md#fido-keys-and-sts).
+    let device = serial.and_then(|s| ctx.index().device(s));
+    if let Some(serial) = serial
+        && (is_u2f_arn(serial) || device.as_ref().is_some_and(|d| d.is_fido()))
+    {
+        return Err(refuse_mfa(ctx, serial, MfaRefusal::FidoKey));
+    }
+    match &input.mfa {
+        MfaInput::None => {
+            let creds = mint(ctx, duration, None)?;
+            let mut event = event(ctx, Outcome::Success, None, None);
+            event.mfa_authenticated = Some(false);
+            event.expiration = Some(UnixTime::from_secs(creds.expiration).iso8601());
+            ctx.api.store.audit_and_wait(event.to_line()).await?;
+            Ok(render(ctx, &creds))
+        }
+        MfaInput::Code { serial, code } => {
+            // FIDO keys were refused above; only TOTP devices of the caller get further.
+            let owner = ctx.caller.principal.owner();
+            let totp = device
+                .as_ref()
+                .filter(|d| d.assigned_to.as_ref() == Some(&owner))
+                .and_then(|d| d.totp());
+            let Some(totp) = totp else {
+                return Err(refuse_mfa(ctx, serial, MfaRefusal::UnknownDevice));
+            };
+            with_mfa(ctx, duration, serial, totp, *code).await
+        }
+        MfaInput::Incomplete { serial } => Err(match serial {
+            Some(serial) => refuse_mfa(ctx, serial, MfaRefusal::Incomplete),
+            None => refuse(
+                ctx,
+                None,
+                MfaRefusal::Incomplete.reason(),
+                ApiError::sts_mfa_refusal(MfaRefusal::Incomplete),
+            ),
+        }),
+    }
+}
+
+async fn with_mfa(
+    ctx: &RequestCtx<'_>,
+    duration: i64,
+    serial: &str,
+    totp: &TotpDevice,
+    code: TokenCode,
+) -> Result<String, ApiError> {
+    let center = step_at(ctx.now.secs()).saturating_add(totp.drift);
+    let window = ctx.api.config.mfa_window;
+    let replay = ctx.api.replay.as_ref();
+    let checked = guard::verify(ctx.api.limiter.as_ref(), serial, ctx.now, async || {
+        let candidates = guard::matching_steps(&totp.key, code, center, window);
+        if candidates.is_empty() {
+            return Verdict::Refused(MfaRefusal::WrongCode);
+        }
+        match replay.try_accept(serial, &candidates, totp.last_step).await {
+            Ok(Some(step)) => Verdict::Accepted(step),
+            Ok(None) => Verdict::Refused(MfaRefusal::Replayed),
+            Err(e) => Verdict::Unjudged(e),
+        }
+    })
+    .await;
+    let step = match checked {
+        Ok(step) => step,
+        Err(VerifyError::Refused(refusal)) => return Err(refuse_mfa(ctx, serial, refusal)),
+        Err(VerifyError::Guard(e) | VerifyError::Unjudged(e)) => {
+            return Err(refuse(ctx, Some(serial), "mfa_backend_failure", e.into()));
+        }
+    };
+    let mfa = MfaContext {
+        serial: serial.to_owned(),
+        auth_time: ctx.now.secs(),
+    };
+    let creds = mint(ctx, duration, Some(mfa))?;
+    let mut event = event(ctx, Outcome::Success, Some(serial), None);
+    event.mfa_authenticated = Some(true);
+    event.expiration = Some(UnixTime::from_secs(creds.expiration).iso8601());
+    let line = event.to_line();
+    let serial_owned = serial.to_owned();
+    // The accepted step is durable before the credentials are returned (group commit).
+    let recorded = ctx
+        .api
+        .store
+        .write(Some(line), move |w| {
+            ops::record_accepted_step(w, &serial_owned, step)
+        })
+        .await?;
+    if !recorded {
+        // Another broker process sharing the store accepted this step first.
+        return Err(refuse_mfa(ctx, serial, MfaRefusal::Replayed));
+    }
+    Ok(render(ctx, &creds))
+}
+
+fn mint(
+    ctx: &RequestCtx<'_>,
+    duration: i64,
+    mfa: Option<MfaContext>,
+) -> Result<SessionCredentials, ApiError> {
+    ctx.api
+        .keys
+        .mint(
+            &ctx.caller.principal.owner(),
+            ctx.account(),
+            &ctx.caller.parent_access_key_id,
+            ctx.now.secs(),
+            duration,
+            mfa,
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "minting session credentials failed");
+            ApiError::InternalFailure
+        })
+}
+
+fn event<'a>(
+    ctx: &'a RequestCtx<'_>,
+    outcome: Outcome,
+    serial: Option<&'a str>,
+    reason: Option<&'a str>,
+) -> AuditEvent<'a> {
+    let mut e = AuditEvent::new(
+        ctx.now,
+        ctx.request_id,
+        ctx.account(),
+        "GetSessionToken",
+        outcome,
+    );
+    e.principal = Some(&ctx.caller.arn);
+    e.access_key_id = Some(&ctx.caller.access_key_id);
+    e.serial = serial;
+    e.reason = reason;
+    e.source_ip = Some(ctx.source_ip);
+    e
+}
+
+/// Audits a refusal and returns its error.
+fn refuse(ctx: &RequestCtx<'_>, serial: Option<&str>, reason: &str, error: ApiError) -> ApiError {
+    let mut e = event(ctx, Outcome::Failure, serial, Some(reason));
+    e.error_code = Some(error.code());
+    ctx.api.store.audit(e.to_line());
+    error
+}
+
+/// Audits a refused MFA check and returns its AccessDenied.
+fn refuse_mfa(ctx: &RequestCtx<'_>, serial: &str, refusal: MfaRefusal) -> ApiError {
+    refuse(
+        ctx,
+        Some(serial),
+        refusal.reason(),
+        ApiError::sts_mfa_refusal(refusal),
+    )
+}
+
+fn render(ctx: &RequestCtx<'_>, creds: &SessionCredentials) -> String {
+    let expiration = UnixTime::from_secs(creds.expiration).iso8601();
+    success_body(
+        "GetSessionToken",
+        Service::Sts.namespace(),
+        ctx.request_id,
+        Some(&|w: &mut XmlWriter| {
+            w.open("Credentials")
+                .leaf("AccessKeyId", &creds.access_key_id)
+                .leaf("SecretAccessKey", &creds.secret_access_key)
+                .leaf("SessionToken", &creds.session_token)
+                .leaf("Expiration", &expiration)
+                .close("Credentials");
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(s: &str) -> Params {
+        let mut p = Params::default();
+        p.extend_from_form(s.as_bytes()).unwrap();
+        p
+    }
+
+    #[test]
+    fn duration_bounds_use_the_contract_text() {
+        let e = Input::parse(&params("DurationSeconds=899")).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "1 validation error detected: Value '899' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900"
+        );
+        let e = Input::parse(&params("DurationSeconds=129601"))
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .ends_with("Member must have value less than or equal to 129600")
+        );
+        assert!(Input::parse(&params("DurationSeconds=900")).is_ok());
+        assert!(Input::parse(&params("DurationSeconds=129600")).is_ok());
+        assert!(matches!(
+            Input::parse(&params("DurationSeconds=abc")),
+            Err(ApiError::MalformedInput(_))
+        ));
+    }
+
+    #[test]
+    fn serial_and_code_shapes() {
+        let e = Input::parse(&params("SerialNumber=GAHT1234"))
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .contains("Member must have length greater than or equal to 9")
+        );
+        let e = Input::parse(&params("SerialNumber=GAHT1234+5678"))
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .contains("regular expression pattern: [\\w+=/:,.@-]*")
+        );
+        let e = Input::parse(&params("TokenCode=12345")).err().unwrap();
+        assert!(e.to_string().contains("at 'tokenCode'"));
+        let e = Input::parse(&params("TokenCode=12a456")).err().unwrap();
+        assert!(e.to_string().contains("pattern: [\\d]*"));
+        let ok = Input::parse(&params("SerialNumber=GAHT12345678&TokenCode=012345")).unwrap();
+        assert!(matches!(ok.mfa, MfaInput::Code { .. }));
+        let half = Input::parse(&params("TokenCode=012345")).unwrap();
+        assert!(matches!(half.mfa, MfaInput::Incomplete { serial: None }));
+        let none = Input::parse(&params("DurationSeconds=900")).unwrap();
+        assert!(matches!(none.mfa, MfaInput::None));
+    }
+}
