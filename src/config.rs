@@ -1,13 +1,29 @@
 //! Broker configuration: embedded defaults, overridden by an optional TOML file, then by
 //! `STS_BROKER_*` environment variables, then by command-line flags (applied in `main`).
+//!
+//! Every deserialized field of [`Config`] is a key: the file names it as is, the environment
+//! upper-cased after `STS_BROKER_`. The layers are merged key by key and deserialized once, so a
+//! new key needs only its field, its doc and its default.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::Deserialize;
+use serde::de::value::{SeqDeserializer, StringDeserializer};
+use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
+
+/// Prefix of the environment variables that set keys.
+const ENV_PREFIX: &str = "STS_BROKER_";
+
+/// Data dir when neither a layer nor a flag names one.
+const DEFAULT_DATA_DIR: &str = "sts-broker-data";
 
 /// Where audit lines go.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
 pub enum AuditTarget {
     /// Append JSON lines to this file.
     File(PathBuf),
@@ -17,8 +33,20 @@ pub enum AuditTarget {
     Off,
 }
 
+/// The `audit_log` key: a path, `stdout` (or `-`), or `off` (or empty).
+impl From<String> for AuditTarget {
+    fn from(value: String) -> Self {
+        match value.as_str() {
+            "stdout" | "-" => Self::Stdout,
+            "off" | "" => Self::Off,
+            _ => Self::File(PathBuf::from(value)),
+        }
+    }
+}
+
 /// Everything the broker needs to run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default = "Config::embedded", deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -30,7 +58,8 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<PathBuf>,
-    /// Regions a credential scope may name; `""` is botocore's `region_name=''`.
+    /// Regions a credential scope may name; `""` is botocore's `region_name=''`. In the
+    /// environment, a comma-separated list.
     pub regions: Vec<String>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
@@ -40,7 +69,8 @@ pub struct Config {
     pub header_read_timeout_secs: u64,
     /// Time a whole request may take, body included.
     pub request_timeout_secs: u64,
-    /// Allowed clock skew of signed requests.
+    /// Allowed clock skew of signed requests. Not a key: it stays at AWS's 15 minutes.
+    #[serde(skip)]
     pub max_skew_secs: i64,
     /// TOTP acceptance window, in steps on each side of now (0–2).
     pub mfa_window: u32,
@@ -56,7 +86,8 @@ pub struct Config {
     pub mfa_max_backoff_secs: i64,
     /// Issuer shown by authenticator apps for virtual devices.
     pub mfa_issuer: String,
-    /// Where audit lines go.
+    /// Where audit lines go; key `audit_log`.
+    #[serde(rename = "audit_log")]
     pub audit: AuditTarget,
     /// How often the broker looks for changes made by `sts-broker admin` or another process.
     pub change_poll_millis: u64,
@@ -90,19 +121,60 @@ impl Config {
         }
     }
 
+    fn embedded() -> Self {
+        Self::with_data_dir(DEFAULT_DATA_DIR)
+    }
+
     /// Defaults, then `file` (if any), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut cfg = Self::with_data_dir("sts-broker-data");
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-            let overrides: Overrides =
-                toml::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-            cfg.apply(overrides)?;
+        let text = file
+            .map(|path| {
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            })
+            .transpose()?;
+        // A variable that is not Unicode cannot hold a key's value; like an unset one, it is
+        // ignored rather than fatal, as unrelated `STS_BROKER_*` variables may exist.
+        let env = std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        });
+        Self::from_layers(text.as_deref(), env)
+    }
+
+    /// Defaults, then the TOML `file` text (if any), then `env` as (name, value) pairs; the
+    /// environment is a parameter so tests need not mutate the process's.
+    fn from_layers(
+        file: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut layers = BTreeMap::new();
+        if let Some(text) = file {
+            let table: toml::Table =
+                toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+            layers.extend(
+                table
+                    .into_iter()
+                    .map(|(key, value)| (key, Layer::File(value))),
+            );
         }
-        cfg.apply(Overrides::from_env()?)?;
+        for (var, value) in env {
+            let Some(name) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            // Only the documented upper-case spelling counts.
+            if name.bytes().any(|b| b.is_ascii_lowercase()) {
+                continue;
+            }
+            let key = name.to_ascii_lowercase();
+            layers.insert(key, Layer::Env { var, value });
+        }
+        let mut cfg = Self::deserialize(Layers(layers)).map_err(|e| e.0)?;
+        // The default audit file lives in the data dir, so it follows a data dir set by a layer.
+        let dir = std::mem::replace(&mut cfg.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        cfg.set_data_dir(dir);
+        cfg.validate()?;
         Ok(cfg)
     }
 
@@ -112,51 +184,6 @@ impl Config {
             self.audit = AuditTarget::File(dir.join("audit.log"));
         }
         self.data_dir = dir;
-    }
-
-    fn apply(&mut self, o: Overrides) -> Result<(), ConfigError> {
-        if let Some(dir) = o.data_dir {
-            self.set_data_dir(dir);
-        }
-        if let Some(v) = o.listen {
-            self.listen = v
-                .parse()
-                .map_err(|_| ConfigError::Invalid(format!("listen: not an address: {v}")))?;
-        }
-        set(&mut self.insecure_http, o.insecure_http);
-        if o.tls_cert.is_some() {
-            self.tls_cert = o.tls_cert;
-        }
-        if o.tls_key.is_some() {
-            self.tls_key = o.tls_key;
-        }
-        set(&mut self.regions, o.regions);
-        set(&mut self.max_body_bytes, o.max_body_bytes);
-        set(&mut self.max_header_bytes, o.max_header_bytes);
-        set(
-            &mut self.header_read_timeout_secs,
-            o.header_read_timeout_secs,
-        );
-        set(&mut self.request_timeout_secs, o.request_timeout_secs);
-        set(&mut self.mfa_window, o.mfa_window);
-        set(&mut self.mfa_resync_window, o.mfa_resync_window);
-        set(
-            &mut self.max_mfa_devices_per_user,
-            o.max_mfa_devices_per_user,
-        );
-        set(&mut self.mfa_free_failures, o.mfa_free_failures);
-        set(&mut self.mfa_base_backoff_secs, o.mfa_base_backoff_secs);
-        set(&mut self.mfa_max_backoff_secs, o.mfa_max_backoff_secs);
-        set(&mut self.mfa_issuer, o.mfa_issuer);
-        set(&mut self.change_poll_millis, o.change_poll_millis);
-        if let Some(a) = o.audit_log {
-            self.audit = match a.as_str() {
-                "stdout" | "-" => AuditTarget::Stdout,
-                "off" | "" => AuditTarget::Off,
-                path => AuditTarget::File(PathBuf::from(path)),
-            };
-        }
-        self.validate()
     }
 
     /// Checks the limits the rest of the broker relies on.
@@ -198,84 +225,174 @@ impl Config {
     }
 }
 
-fn set<T>(slot: &mut T, value: Option<T>) {
-    if let Some(v) = value {
-        *slot = v;
+/// Where a key's value came from; errors name it so the user knows what to fix.
+enum Layer {
+    File(toml::Value),
+    Env { var: String, value: String },
+}
+
+/// The merged layers, each key from the last layer that set it, read as a map by
+/// `Config::deserialize`.
+struct Layers(BTreeMap<String, Layer>);
+
+/// Carries a [`ConfigError`] through serde, which needs an error type it can construct.
+#[derive(Debug)]
+struct LoadError(ConfigError);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 
-/// The optional keys of the config file; environment variables use the same names in upper
-/// case with an `STS_BROKER_` prefix.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Overrides {
-    listen: Option<String>,
-    data_dir: Option<PathBuf>,
-    insecure_http: Option<bool>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    regions: Option<Vec<String>>,
-    max_body_bytes: Option<usize>,
-    max_header_bytes: Option<usize>,
-    header_read_timeout_secs: Option<u64>,
-    request_timeout_secs: Option<u64>,
-    mfa_window: Option<u32>,
-    mfa_resync_window: Option<u32>,
-    max_mfa_devices_per_user: Option<u32>,
-    mfa_free_failures: Option<u32>,
-    mfa_base_backoff_secs: Option<i64>,
-    mfa_max_backoff_secs: Option<i64>,
-    mfa_issuer: Option<String>,
-    audit_log: Option<String>,
-    change_poll_millis: Option<u64>,
+impl std::error::Error for LoadError {}
+
+impl de::Error for LoadError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        Self(ConfigError::Invalid(msg.to_string()))
+    }
 }
 
-impl Overrides {
-    fn from_env() -> Result<Self, ConfigError> {
-        fn var(name: &str) -> Option<String> {
-            std::env::var(format!("STS_BROKER_{name}")).ok()
-        }
-        fn num<T: std::str::FromStr>(name: &str) -> Result<Option<T>, ConfigError> {
-            var(name)
-                .map(|v| {
-                    v.trim().parse().map_err(|_| {
-                        ConfigError::Invalid(format!("STS_BROKER_{name}: not a number: {v}"))
-                    })
-                })
-                .transpose()
-        }
-        fn flag(name: &str) -> Result<Option<bool>, ConfigError> {
-            var(name)
-                .map(|v| match v.trim() {
-                    "1" | "true" | "yes" => Ok(true),
-                    "0" | "false" | "no" | "" => Ok(false),
-                    _ => Err(ConfigError::Invalid(format!(
-                        "STS_BROKER_{name}: not a boolean: {v}"
-                    ))),
-                })
-                .transpose()
-        }
-        Ok(Self {
-            listen: var("LISTEN"),
-            data_dir: var("DATA_DIR").map(PathBuf::from),
-            insecure_http: flag("INSECURE_HTTP")?,
-            tls_cert: var("TLS_CERT").map(PathBuf::from),
-            tls_key: var("TLS_KEY").map(PathBuf::from),
-            regions: var("REGIONS").map(|v| v.split(',').map(|r| r.trim().to_owned()).collect()),
-            max_body_bytes: num("MAX_BODY_BYTES")?,
-            max_header_bytes: num("MAX_HEADER_BYTES")?,
-            header_read_timeout_secs: num("HEADER_READ_TIMEOUT_SECS")?,
-            request_timeout_secs: num("REQUEST_TIMEOUT_SECS")?,
-            mfa_window: num("MFA_WINDOW")?,
-            mfa_resync_window: num("MFA_RESYNC_WINDOW")?,
-            max_mfa_devices_per_user: num("MAX_MFA_DEVICES_PER_USER")?,
-            mfa_free_failures: num("MFA_FREE_FAILURES")?,
-            mfa_base_backoff_secs: num("MFA_BASE_BACKOFF_SECS")?,
-            mfa_max_backoff_secs: num("MFA_MAX_BACKOFF_SECS")?,
-            mfa_issuer: var("MFA_ISSUER"),
-            audit_log: var("AUDIT_LOG"),
-            change_poll_millis: num("CHANGE_POLL_MILLIS")?,
+impl<'de> Deserializer<'de> for Layers {
+    type Error = LoadError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, LoadError> {
+        visitor.visit_map(Entries {
+            entries: self.0.into_iter(),
+            pending: None,
         })
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, LoadError> {
+        // Unknown keys in the file are mistakes to refuse, but the environment holds other
+        // `STS_BROKER_*` variables (the config file's path, the master key) that are not keys.
+        let mut layers = self.0;
+        layers
+            .retain(|key, layer| matches!(layer, Layer::File(_)) || fields.contains(&key.as_str()));
+        Self(layers).deserialize_any(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+struct Entries {
+    entries: std::collections::btree_map::IntoIter<String, Layer>,
+    pending: Option<(String, Layer)>,
+}
+
+impl<'de> MapAccess<'de> for Entries {
+    type Error = LoadError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, LoadError> {
+        let Some((key, layer)) = self.entries.next() else {
+            return Ok(None);
+        };
+        let name: StringDeserializer<de::value::Error> = key.clone().into_deserializer();
+        self.pending = Some((key, layer));
+        // Only file keys can be unknown: unknown variables were dropped.
+        seed.deserialize(name)
+            .map(Some)
+            .map_err(|e| LoadError(ConfigError::Parse(e.to_string())))
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, LoadError> {
+        match self.pending.take() {
+            Some((key, Layer::File(value))) => seed
+                .deserialize(value)
+                .map_err(|e| LoadError(ConfigError::Parse(format!("{key}: {}", e.message())))),
+            Some((_, Layer::Env { var, value })) => seed
+                .deserialize(EnvValue(&value))
+                .map_err(|e| LoadError(ConfigError::Invalid(format!("{var}: {e}")))),
+            None => Err(de::Error::custom("a value was read before its key")),
+        }
+    }
+}
+
+/// An environment variable's text, read as whatever type its key has.
+struct EnvValue<'a>(&'a str);
+
+impl EnvValue<'_> {
+    fn number<T: FromStr>(&self) -> Result<T, de::value::Error> {
+        self.0
+            .trim()
+            .parse()
+            .map_err(|_| de::Error::custom(format_args!("not a number: {}", self.0)))
+    }
+}
+
+impl<'de> IntoDeserializer<'de, de::value::Error> for EnvValue<'_> {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+// Every width is covered so that a new key of any numeric type parses from the environment
+// rather than being refused as a string.
+macro_rules! env_numbers {
+    ($($method:ident => $visit:ident,)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, de::value::Error> {
+            visitor.$visit(self.number()?)
+        }
+    )*};
+}
+
+impl<'de> Deserializer<'de> for EnvValue<'_> {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_str(self.0)
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0.trim() {
+            "1" | "true" | "yes" => visitor.visit_bool(true),
+            // Setting a variable to nothing is how shells and service files clear a flag.
+            "0" | "false" | "no" | "" => visitor.visit_bool(false),
+            _ => Err(de::Error::custom(format_args!("not a boolean: {}", self.0))),
+        }
+    }
+
+    env_numbers! {
+        deserialize_i8 => visit_i8,
+        deserialize_i16 => visit_i16,
+        deserialize_i32 => visit_i32,
+        deserialize_i64 => visit_i64,
+        deserialize_i128 => visit_i128,
+        deserialize_u8 => visit_u8,
+        deserialize_u16 => visit_u16,
+        deserialize_u32 => visit_u32,
+        deserialize_u64 => visit_u64,
+        deserialize_u128 => visit_u128,
+        deserialize_f32 => visit_f32,
+        deserialize_f64 => visit_f64,
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        SeqDeserializer::new(self.0.split(',').map(|item| EnvValue(item.trim())))
+            .deserialize_any(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        char str string bytes byte_buf unit unit_struct newtype_struct tuple tuple_struct map struct
+        enum identifier ignored_any
     }
 }
 
@@ -303,6 +420,23 @@ pub enum ConfigError {
 mod tests {
     use super::*;
 
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    fn load(file: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_layers(Some(file), env(vars))
+    }
+
+    fn refusal(file: &str, vars: &[(&str, &str)]) -> String {
+        match load(file, vars) {
+            Ok(c) => panic!("accepted: {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
     fn defaults_are_valid_and_loopback() {
         let c = Config::with_data_dir("d");
@@ -315,28 +449,194 @@ mod tests {
     }
 
     #[test]
+    fn no_layers_give_the_embedded_defaults() {
+        let c = Config::from_layers(None, env(&[])).unwrap();
+        let d = Config::embedded();
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.max_skew_secs, 15 * 60);
+    }
+
+    #[test]
     fn file_overrides_apply_and_unknown_keys_are_refused() {
-        let mut c = Config::with_data_dir("d");
-        let o: Overrides = toml::from_str(
+        let c = load(
             "listen = \"0.0.0.0:9000\"\nmfa_window = 2\nregions = [\"eu-west-1\"]\naudit_log = \"stdout\"\ndata_dir = \"x\"",
+            &[],
         )
         .unwrap();
-        c.apply(o).unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.mfa_window, 2);
         assert_eq!(c.regions, vec!["eu-west-1".to_owned()]);
         assert_eq!(c.audit, AuditTarget::Stdout);
         assert_eq!(c.data_dir, PathBuf::from("x"));
-        assert!(toml::from_str::<Overrides>("nope = 1").is_err());
+        let e = refusal("nope = 1", &[]);
+        assert!(e.starts_with("invalid config file: "), "{e}");
+        assert!(e.contains("unknown field `nope`"), "{e}");
+        // Not a key, so not settable from the file either.
+        assert!(load("max_skew_secs = 1", &[]).is_err());
+    }
+
+    #[test]
+    fn file_values_keep_their_toml_types() {
+        let e = refusal("mfa_window = \"2\"", &[]);
+        assert!(e.starts_with("invalid config file: mfa_window: "), "{e}");
+        let e = refusal("insecure_http = \"yes\"", &[]);
+        assert!(e.starts_with("invalid config file: insecure_http: "), "{e}");
+        let e = refusal("regions = \"us-east-1,eu-west-1\"", &[]);
+        assert!(e.starts_with("invalid config file: regions: "), "{e}");
+        let e = refusal("listen = \"nowhere\"", &[]);
+        assert!(e.starts_with("invalid config file: listen: "), "{e}");
+        let e = refusal("mfa_window = ", &[]);
+        assert!(e.starts_with("invalid config file: "), "{e}");
     }
 
     #[test]
     fn out_of_range_values_are_refused() {
-        let mut c = Config::with_data_dir("d");
-        let o: Overrides = toml::from_str("mfa_window = 3").unwrap();
-        assert!(c.apply(o).is_err());
-        let o: Overrides = toml::from_str("max_mfa_devices_per_user = 9").unwrap();
-        assert!(c.apply(o).is_err());
+        assert!(load("mfa_window = 3", &[]).is_err());
+        assert!(load("max_mfa_devices_per_user = 9", &[]).is_err());
+        let e = refusal("", &[("STS_BROKER_MFA_WINDOW", "3")]);
+        assert_eq!(e, "invalid configuration: mfa_window must be 0, 1 or 2");
+        let e = refusal("tls_cert = \"c.pem\"", &[]);
+        assert!(
+            e.contains("tls_cert and tls_key must be given together"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file_which_overrides_the_defaults() {
+        let c = load(
+            "mfa_window = 2\nmfa_issuer = \"file\"\nlisten = \"127.0.0.1:9000\"",
+            &[
+                ("STS_BROKER_MFA_WINDOW", "0"),
+                ("STS_BROKER_MFA_ISSUER", "env"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.mfa_window, 0);
+        assert_eq!(c.mfa_issuer, "env");
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.mfa_resync_window, 20);
+    }
+
+    #[test]
+    fn only_the_merged_result_is_validated() {
+        let c = load(
+            "tls_cert = \"c.pem\"\nmfa_window = 3",
+            &[
+                ("STS_BROKER_TLS_KEY", "k.pem"),
+                ("STS_BROKER_MFA_WINDOW", "2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(c.tls_key, Some(PathBuf::from("k.pem")));
+        assert_eq!(c.mfa_window, 2);
+    }
+
+    #[test]
+    fn environment_values_are_read_by_type() {
+        let c = load(
+            "",
+            &[
+                ("STS_BROKER_LISTEN", "[::1]:8443"),
+                ("STS_BROKER_REGIONS", "us-east-1, eu-west-1 ,"),
+                ("STS_BROKER_MAX_BODY_BYTES", " 1024 "),
+                ("STS_BROKER_MFA_BASE_BACKOFF_SECS", "60"),
+                ("STS_BROKER_MFA_MAX_BACKOFF_SECS", "60"),
+                ("STS_BROKER_TLS_CERT", "c.pem"),
+                ("STS_BROKER_TLS_KEY", "k.pem"),
+                ("STS_BROKER_MFA_ISSUER", "1e3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen, "[::1]:8443".parse::<SocketAddr>().unwrap());
+        assert_eq!(c.regions, ["us-east-1", "eu-west-1", ""]);
+        assert_eq!(c.max_body_bytes, 1024);
+        assert_eq!(c.mfa_base_backoff_secs, 60);
+        assert_eq!(c.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(c.mfa_issuer, "1e3");
+    }
+
+    #[test]
+    fn environment_booleans() {
+        for (text, want) in [
+            ("1", true),
+            ("true", true),
+            ("yes", true),
+            (" yes ", true),
+            ("0", false),
+            ("false", false),
+            ("no", false),
+            ("", false),
+        ] {
+            let c = load(
+                "insecure_http = true",
+                &[("STS_BROKER_INSECURE_HTTP", text)],
+            )
+            .unwrap();
+            assert_eq!(c.insecure_http, want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn environment_audit_log() {
+        for (text, want) in [
+            ("stdout", AuditTarget::Stdout),
+            ("-", AuditTarget::Stdout),
+            ("off", AuditTarget::Off),
+            ("", AuditTarget::Off),
+            (
+                "/var/log/sts.log",
+                AuditTarget::File(PathBuf::from("/var/log/sts.log")),
+            ),
+        ] {
+            let c = load("audit_log = \"stdout\"", &[("STS_BROKER_AUDIT_LOG", text)]).unwrap();
+            assert_eq!(c.audit, want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_variable_is_named() {
+        let e = refusal("", &[("STS_BROKER_MFA_WINDOW", "two")]);
+        assert_eq!(
+            e,
+            "invalid configuration: STS_BROKER_MFA_WINDOW: not a number: two"
+        );
+        let e = refusal("", &[("STS_BROKER_MAX_BODY_BYTES", "-1")]);
+        assert_eq!(
+            e,
+            "invalid configuration: STS_BROKER_MAX_BODY_BYTES: not a number: -1"
+        );
+        let e = refusal("", &[("STS_BROKER_INSECURE_HTTP", "maybe")]);
+        assert_eq!(
+            e,
+            "invalid configuration: STS_BROKER_INSECURE_HTTP: not a boolean: maybe"
+        );
+        let e = refusal("", &[("STS_BROKER_LISTEN", "nowhere")]);
+        assert!(
+            e.starts_with("invalid configuration: STS_BROKER_LISTEN: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unrelated_variables_are_ignored() {
+        let c = load(
+            "",
+            &[
+                ("STS_BROKER_CONFIG", "/etc/sts-broker.toml"),
+                ("STS_BROKER_MASTER_KEY", "not a number"),
+                ("STS_BROKER_MAX_SKEW_SECS", "1"),
+                ("STS_BROKER_mfa_window", "two"),
+                ("STS_BROKER_", "x"),
+                ("MFA_WINDOW", "two"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.max_skew_secs, 15 * 60);
+        assert_eq!(c.mfa_window, 1);
     }
 
     #[test]
@@ -344,5 +644,9 @@ mod tests {
         let mut c = Config::with_data_dir("a");
         c.set_data_dir(PathBuf::from("b"));
         assert_eq!(c.audit, AuditTarget::File(PathBuf::from("b/audit.log")));
+        let c = load("", &[("STS_BROKER_DATA_DIR", "e")]).unwrap();
+        assert_eq!(c.audit, AuditTarget::File(PathBuf::from("e/audit.log")));
+        let c = load("audit_log = \"f.log\"", &[("STS_BROKER_DATA_DIR", "e")]).unwrap();
+        assert_eq!(c.audit, AuditTarget::File(PathBuf::from("f.log")));
     }
 }
