@@ -8,11 +8,34 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write as _};
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
-pub use crate::config::AuditTarget;
 use crate::time::UnixTime;
+
+/// Where audit lines go.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(from = "String")]
+pub enum AuditTarget {
+    /// Append JSON lines to this file.
+    File(PathBuf),
+    /// Write JSON lines to standard output.
+    Stdout,
+    /// Keep no audit log.
+    Off,
+}
+
+/// The `audit_log` key: a path, `stdout` (or `-`), or `off` (or empty).
+impl From<String> for AuditTarget {
+    fn from(value: String) -> Self {
+        match value.as_str() {
+            "stdout" | "-" => Self::Stdout,
+            "off" | "" => Self::Off,
+            _ => Self::File(PathBuf::from(value)),
+        }
+    }
+}
 
 /// Where audit lines are appended.
 pub struct AuditLog {

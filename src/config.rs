@@ -15,34 +15,13 @@ use serde::Deserialize;
 use serde::de::value::{SeqDeserializer, StringDeserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
 
+pub use crate::audit::AuditTarget;
+
 /// Prefix of the environment variables that set keys.
 const ENV_PREFIX: &str = "STS_BROKER_";
 
 /// Data dir when neither a layer nor a flag names one.
 const DEFAULT_DATA_DIR: &str = "sts-broker-data";
-
-/// Where audit lines go.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(from = "String")]
-pub enum AuditTarget {
-    /// Append JSON lines to this file.
-    File(PathBuf),
-    /// Write JSON lines to standard output.
-    Stdout,
-    /// Keep no audit log.
-    Off,
-}
-
-/// The `audit_log` key: a path, `stdout` (or `-`), or `off` (or empty).
-impl From<String> for AuditTarget {
-    fn from(value: String) -> Self {
-        match value.as_str() {
-            "stdout" | "-" => Self::Stdout,
-            "off" | "" => Self::Off,
-            _ => Self::File(PathBuf::from(value)),
-        }
-    }
-}
 
 /// Everything the broker needs to run.
 #[derive(Clone, Debug, Deserialize)]
