@@ -19,7 +19,6 @@ use std::pin::Pin;
 
 use subtle::ConstantTimeEq as _;
 
-use super::throttle::Locked;
 use super::totp::{TokenCode, TotpKey};
 use crate::time::UnixTime;
 
@@ -37,6 +36,21 @@ pub enum GuardError {
     /// The backend failed.
     #[error("the MFA state backend failed: {0}")]
     Backend(String),
+}
+
+/// The refusal of an attempt on a device locked after repeated failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("MFA device is locked after repeated failures until {until}")]
+pub struct Locked {
+    /// When attempts are allowed again.
+    pub until: UnixTime,
+}
+
+impl Locked {
+    /// Seconds left at `now`, at least 1 (for a `Retry-After`-style hint).
+    pub fn retry_after_secs(&self, now: UnixTime) -> i64 {
+        self.until.secs_since(now).max(1)
+    }
 }
 
 /// The per-device record of the last accepted TOTP step.

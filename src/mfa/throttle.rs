@@ -42,9 +42,8 @@
 //! serials of registered devices, never unverified request input, so memory stays bounded.
 
 use dashmap::DashMap;
-use thiserror::Error;
 
-use super::guard::{AttemptLimiter, GuardFuture};
+use super::guard::{AttemptLimiter, GuardFuture, Locked};
 use crate::time::UnixTime;
 
 /// How many failures are free and how long locks last.
@@ -78,21 +77,6 @@ impl ThrottlePolicy {
             self.base_backoff_secs.max(0).saturating_mul(factor)
         });
         Some(backoff.min(max))
-    }
-}
-
-/// The refusal [`Throttle::check`] returns while a device is locked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[error("MFA device is locked after repeated failures until {until}")]
-pub struct Locked {
-    /// When attempts are allowed again.
-    pub until: UnixTime,
-}
-
-impl Locked {
-    /// Seconds left at `now`, at least 1 (for a `Retry-After`-style hint).
-    pub fn retry_after_secs(&self, now: UnixTime) -> i64 {
-        self.until.secs_since(now).max(1)
     }
 }
 
