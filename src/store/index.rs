@@ -70,14 +70,24 @@ impl Changed {
 pub(crate) struct ChangeCursor(i64);
 
 impl ChangeCursor {
-    /// The newest change at this moment: an index loaded now has seen everything up to it.
+    /// The newest change at this moment: an index loaded now has seen everything up to it,
+    /// the pruned changes included (`seq` never goes back, even once every row is pruned).
     pub(crate) fn at_head(conn: &Connection) -> Result<Self, StoreError> {
-        Ok(Self(conn.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM change_log",
-            [],
-            |r| r.get(0),
-        )?))
+        let newest: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM change_log", [], |r| {
+                r.get(0)
+            })?;
+        Ok(Self(newest.max(pruned_through(conn)?)))
     }
+}
+
+/// The newest change pruned from `change_log` (0 when none was).
+fn pruned_through(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'change_log_pruned_through'")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// What following `change_log` found.
@@ -175,15 +185,7 @@ impl Index {
         sealer: &Sealer,
         cursor: &mut ChangeCursor,
     ) -> Result<Followed, StoreError> {
-        let pruned_through: i64 = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'change_log_pruned_through'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0);
-        if pruned_through > cursor.0 {
+        if pruned_through(conn)? > cursor.0 {
             return Ok(Followed::Gap);
         }
         let mut stmt = conn

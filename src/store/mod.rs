@@ -359,3 +359,155 @@ impl Drop for ReadOnlyStore {
         self.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::model::Owner;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("sts-store-{tag}-{}", crate::ids::request_id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn open_rw(dir: &Path) -> Store {
+        let (store, bootstrap) = Store::open(
+            dir,
+            StoreOptions {
+                load_index: true,
+                audit: AuditLog::open(&crate::audit::AuditTarget::Off).unwrap(),
+                poll: Duration::from_millis(20),
+                clock: Arc::new(ManualClock::new(1_700_000_000)),
+            },
+        )
+        .unwrap();
+        assert!(bootstrap.is_some());
+        store
+    }
+
+    fn eventually(mut probe: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !probe() {
+            assert!(std::time::Instant::now() < deadline, "not within 5 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn the_read_only_store_creates_nothing() {
+        let dir = scratch("ro-empty");
+        assert!(matches!(
+            ReadOnlyStore::open(&dir, Duration::from_millis(20)),
+            Err(StoreError::DataDir(_))
+        ));
+        assert!(!dir.exists(), "a read-only open created the data dir");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(ReadOnlyStore::open(&dir, Duration::from_millis(20)).is_err());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_read_only_store_follows_the_writer() {
+        let dir = scratch("ro-follow");
+        let store = open_rw(&dir);
+        let alice = store
+            .write_blocking(|w| ops::create_user(w, "alice", "/"))
+            .unwrap();
+        let follower = ReadOnlyStore::open(&dir, Duration::from_millis(20)).unwrap();
+        assert_eq!(
+            follower.index().account_id(),
+            store.index().unwrap().account_id()
+        );
+        assert_eq!(follower.server_keys().len(), store.server_keys().len());
+        assert!(follower.index().user_by_name("ALICE").is_some());
+        let owner = Owner::User(alice.id.clone());
+        let key = store
+            .write_blocking(move |w| ops::create_access_key(w, &owner))
+            .unwrap();
+        eventually(|| follower.index().access_key(&key.id).is_some());
+        let owner = Owner::User(alice.id);
+        let id = key.id.clone();
+        store
+            .write_blocking(move |w| ops::update_access_key(w, &owner, &id, false))
+            .unwrap();
+        eventually(|| {
+            follower
+                .index()
+                .access_key(&key.id)
+                .is_some_and(|k| !k.active)
+        });
+        follower.close();
+        store.close();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reads_see_committed_writes_without_the_writer() {
+        let dir = scratch("read");
+        let store = open_rw(&dir);
+        for name in ["carol", "alice", "bob"] {
+            store
+                .write_blocking(move |w| ops::create_user(w, name, "/"))
+                .unwrap();
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let first = queries::PageRequest {
+            marker: None,
+            max_items: 2,
+        };
+        let page = runtime
+            .block_on(store.read(move |conn, _| queries::list_users(conn, "/", &first)))
+            .unwrap();
+        let names: Vec<_> = page.items.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["alice", "bob"]);
+        let next = queries::PageRequest {
+            marker: page.next_marker,
+            max_items: 2,
+        };
+        let page = runtime
+            .block_on(store.read(move |conn, _| queries::list_users(conn, "/", &next)))
+            .unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.next_marker, None);
+        store.close();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_pruned_change_log_makes_a_follower_reload() {
+        let dir = scratch("gap");
+        let store = open_rw(&dir);
+        let follower = ReadOnlyStore::open(&dir, Duration::from_millis(20)).unwrap();
+        // Another writer prunes changes the follower has not seen yet.
+        store
+            .write_blocking(|w| ops::create_user(w, "dave", "/").map(|_| ()))
+            .unwrap();
+        store
+            .write_blocking(|w| {
+                w.conn().execute(
+                    "INSERT OR REPLACE INTO meta(key, value)
+                     SELECT 'change_log_pruned_through', MAX(seq) FROM change_log",
+                    [],
+                )?;
+                w.conn().execute("DELETE FROM change_log", [])?;
+                Ok(())
+            })
+            .unwrap();
+        eventually(|| follower.index().user_by_name("dave").is_some());
+        // Reloaded once: the follower is now past the pruned changes and follows new ones.
+        store
+            .write_blocking(|w| ops::create_user(w, "erin", "/").map(|_| ()))
+            .unwrap();
+        eventually(|| follower.index().user_by_name("erin").is_some());
+        follower.close();
+        store.close();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
