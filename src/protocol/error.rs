@@ -22,6 +22,17 @@ pub const MFA_FIDO_NOT_ALLOWED: &str = "MultiFactorAuthentication failed: FIDO s
 /// `AccessDenied` text for session credentials calling GetSessionToken.
 pub const SESSION_CANNOT_GET_SESSION_TOKEN: &str =
     "Cannot call GetSessionToken with session credentials";
+/// IAM `EntityAlreadyExists` text for a virtual device name taken at that path.
+pub const DEVICE_EXISTS: &str = "MFADevice entity at the same path and name already exists.";
+/// IAM `EntityAlreadyExists` text for a device already enabled for someone.
+pub const DEVICE_IN_USE: &str = "MFA Device is already in use.";
+/// IAM `DeleteConflict` text for DeleteUser while the user has access keys.
+pub const USER_HAS_ACCESS_KEYS: &str = "Cannot delete entity, must delete access keys first.";
+/// IAM `DeleteConflict` text for DeleteUser while the user has MFA devices.
+pub const USER_HAS_DEVICES: &str = "Cannot delete entity, must delete MFA device first.";
+/// IAM `DeleteConflict` text for DeleteVirtualMFADevice on an enabled device.
+pub const DEVICE_ASSIGNED: &str =
+    "You must deactivate a user's virtual MFA device before you can delete it.";
 /// `InvalidInput` text for a FIDO security key named on EnableMFADevice or ResyncMFADevice.
 pub const FIDO_NOT_THROUGH_API: &str = "FIDO security keys cannot be enabled or synchronized through the AWS CLI or API; register them through the console (sts-broker admin mfa register-fido).";
 
@@ -204,22 +215,11 @@ impl From<StoreError> for ApiError {
             StoreError::UserExists(name) => {
                 Self::EntityAlreadyExists(format!("User with name {name} already exists."))
             }
-            StoreError::DeviceExists(_) => Self::EntityAlreadyExists(
-                "MFADevice entity at the same path and name already exists.".to_owned(),
-            ),
-            StoreError::DeviceInUse => {
-                Self::EntityAlreadyExists("MFA Device is already in use.".to_owned())
-            }
-            StoreError::UserHasAccessKeys => Self::DeleteConflict(
-                "Cannot delete entity, must delete access keys first.".to_owned(),
-            ),
-            StoreError::UserHasDevices => Self::DeleteConflict(
-                "Cannot delete entity, must delete MFA device first.".to_owned(),
-            ),
-            StoreError::DeviceAssigned => Self::DeleteConflict(
-                "You must deactivate a user's virtual MFA device before you can delete it."
-                    .to_owned(),
-            ),
+            StoreError::DeviceExists(_) => Self::EntityAlreadyExists(DEVICE_EXISTS.to_owned()),
+            StoreError::DeviceInUse => Self::EntityAlreadyExists(DEVICE_IN_USE.to_owned()),
+            StoreError::UserHasAccessKeys => Self::DeleteConflict(USER_HAS_ACCESS_KEYS.to_owned()),
+            StoreError::UserHasDevices => Self::DeleteConflict(USER_HAS_DEVICES.to_owned()),
+            StoreError::DeviceAssigned => Self::DeleteConflict(DEVICE_ASSIGNED.to_owned()),
             StoreError::AccessKeyQuota(max) => {
                 Self::LimitExceeded(format!("Cannot exceed quota for AccessKeysPerUser: {max}"))
             }
