@@ -14,5 +14,9 @@ mod harness;
 mod iam;
 mod mfa;
 mod sigv4_http;
-mod smoke;
-mod sts;
+mod support;
+
+// STS.
+mod sts_get_caller_identity;
+mod sts_get_session_token;
+mod sts_session_credentials;
