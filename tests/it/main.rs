@@ -13,10 +13,19 @@ mod durability;
 mod harness;
 mod iam;
 mod mfa;
-mod sigv4_http;
 mod support;
 
 // STS.
 mod sts_get_caller_identity;
 mod sts_get_session_token;
 mod sts_session_credentials;
+
+// SigV4 and the Query protocol.
+mod protocol_front_door;
+mod protocol_limits;
+mod sigv4_header_form;
+mod sigv4_presigned;
+
+// Other clients and transports.
+mod real_clients;
+mod tls_http2;

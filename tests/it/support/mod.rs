@@ -22,6 +22,6 @@ pub mod totp;
 pub mod wait;
 
 pub(crate) use assert::assert_sdk_failure;
-pub use assert::{assert_xml_error, failure};
-pub use broker::{TestBroker, TestClock, fresh_dir};
+pub use assert::{assert_identity, assert_xml_error, failure};
+pub use broker::{Setup, TestBroker, TestClock, fresh_dir};
 pub use clients::{Creds, session_creds};
