@@ -12,7 +12,6 @@
 mod durability;
 mod harness;
 mod iam;
-mod mfa;
 mod support;
 
 // STS.
@@ -25,6 +24,18 @@ mod protocol_front_door;
 mod protocol_limits;
 mod sigv4_header_form;
 mod sigv4_presigned;
+
+// MFA.
+mod mfa_enable_resync;
+mod mfa_fido;
+mod mfa_get_session_token;
+mod mfa_lockout;
+mod mfa_replay;
+mod mfa_virtual_devices;
+
+// Operators and records.
+mod admin_commands;
+mod audit_log;
 
 // Other clients and transports.
 mod real_clients;

@@ -22,6 +22,7 @@ pub mod totp;
 pub mod wait;
 
 pub(crate) use assert::assert_sdk_failure;
-pub use assert::{assert_identity, assert_xml_error, failure};
-pub use broker::{Setup, TestBroker, TestClock, fresh_dir};
-pub use clients::{Creds, session_creds};
+pub use assert::{Failure, assert_identity, assert_xml_error, failure};
+pub use broker::{Setup, TestBroker, TestClock, fresh_dir, wall_now};
+pub use clients::{Creds, jwt_claims, session_creds};
+pub use wait::{PICKUP, eventually};
