@@ -11,7 +11,6 @@
 
 mod durability;
 mod harness;
-mod iam;
 mod support;
 
 // STS.
@@ -24,6 +23,10 @@ mod protocol_front_door;
 mod protocol_limits;
 mod sigv4_header_form;
 mod sigv4_presigned;
+
+// IAM.
+mod iam_access_keys;
+mod iam_users;
 
 // MFA.
 mod mfa_enable_resync;
