@@ -1,5 +1,6 @@
 //! The integration suite: one binary that boots the real broker on 127.0.0.1:0 with a settable
-//! clock and drives it with real clients (aws-sdk-sts/iam, curl, raw HTTP, the aws-sigv4 signer).
+//! clock and drives it with real clients (aws-sdk-sts/iam, curl, boto3, raw HTTP, the aws-sigv4
+//! signer). One file per area of the contract; what they share is in `support/`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,8 +10,6 @@
     dead_code
 )]
 
-mod durability;
-mod harness;
 mod support;
 
 // STS.
@@ -36,10 +35,9 @@ mod mfa_lockout;
 mod mfa_replay;
 mod mfa_virtual_devices;
 
-// Operators and records.
+// Operators, records, restarts, other clients and transports.
 mod admin_commands;
 mod audit_log;
-
-// Other clients and transports.
+mod durability;
 mod real_clients;
 mod tls_http2;
