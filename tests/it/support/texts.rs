@@ -1,7 +1,8 @@
-//! The error texts the broker answers with, pinned once. AWS's own texts cite a public place
-//! that shows them (an AWS documentation page, or a GitHub issue quoting a real AWS reply);
-//! the few texts that are the broker's own wording cite the AWS page that motivates the rule
-//! and the file of this repository that documents the wording.
+//! The error texts the broker answers with, pinned once, each with its public source: a place
+//! that shows the exact text where one was found (an AWS documentation page, or a GitHub issue
+//! quoting a real AWS reply), otherwise the AWS page that documents the error or the check. The
+//! few texts that are the broker's own wording also name the file of this repository that
+//! documents them.
 
 use crate::support::signing::basic_date;
 
@@ -122,7 +123,8 @@ pub fn incomplete_authorization(clauses: &[&str], header: &str) -> String {
     format!("{} Authorization={header}", clauses.join(" "))
 }
 
-/// `IncompleteSignature` (400): an algorithm other than `AWS4-HMAC-SHA256`.
+/// `IncompleteSignature` (400): an algorithm other than `AWS4-HMAC-SHA256` (the only one
+/// create-signed-request.html, above, defines).
 pub fn unsupported_algorithm(algorithm: &str) -> String {
     format!("Unsupported AWS 'algorithm': '{algorithm}'.")
 }
@@ -135,14 +137,16 @@ pub fn credential_elements(credential: &str) -> String {
     )
 }
 
-/// `IncompleteSignature` (400): a request date not in `YYYYMMDDTHHMMSSZ`.
+/// `IncompleteSignature` (400): a request date not in `YYYYMMDDTHHMMSSZ` (the format
+/// create-signed-request.html, above, prescribes).
 pub fn date_not_basic_format(date: &str) -> String {
     format!(
         "Date must be in ISO-8601 'basic format'. Got '{date}'. See http://en.wikipedia.org/wiki/ISO_8601"
     )
 }
 
-/// `IncompleteSignature` (400): a presigned URL without these `X-Amz-*` parameters.
+/// `IncompleteSignature` (400): a presigned URL without these `X-Amz-*` parameters (the
+/// query-string form: create-signed-request.html, above).
 pub fn presigned_query_missing(parameters: &[&str]) -> String {
     let clauses: Vec<String> = parameters
         .iter()
@@ -154,7 +158,8 @@ pub fn presigned_query_missing(parameters: &[&str]) -> String {
     )
 }
 
-/// `IncompleteSignature` (400): a header named in `SignedHeaders` that the request lacks.
+/// `IncompleteSignature` (400): a header named in `SignedHeaders` that the request lacks (the
+/// canonical headers: create-signed-request.html, above).
 pub fn signed_header_absent(name: &str) -> String {
     format!("'{name}' is named as a SignedHeader, but it does not exist in the HTTP request.")
 }
