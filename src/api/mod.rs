@@ -145,6 +145,11 @@ impl Api {
             .map(|(n, v)| n.as_str().len() + v.len() + 4)
             .sum();
         if header_bytes > cfg.max_header_bytes {
+            // Read what fits of the body first: an HTTP/2 stream answered while its client is
+            // still sending is reset, and some clients then lose the answer itself.
+            let _ = Limited::new(req.into_body(), cfg.max_body_bytes)
+                .collect()
+                .await;
             return Err(sts_err(ApiError::RequestHeaderFieldsTooLarge(
                 cfg.max_header_bytes,
             )));

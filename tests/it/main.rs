@@ -1,5 +1,6 @@
 //! The integration suite: one binary that boots the real broker on 127.0.0.1:0 with a settable
-//! clock and drives it with real clients (aws-sdk-sts/iam, curl, raw HTTP, the aws-sigv4 signer).
+//! clock and drives it with real clients (aws-sdk-sts/iam, curl, boto3, raw HTTP, the aws-sigv4
+//! signer). One file per area of the contract; what they share is in `support/`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,10 +10,34 @@
     dead_code
 )]
 
+mod support;
+
+// STS.
+mod sts_get_caller_identity;
+mod sts_get_session_token;
+mod sts_session_credentials;
+
+// SigV4 and the Query protocol.
+mod protocol_front_door;
+mod protocol_limits;
+mod sigv4_header_form;
+mod sigv4_presigned;
+
+// IAM.
+mod iam_access_keys;
+mod iam_users;
+
+// MFA.
+mod mfa_enable_resync;
+mod mfa_fido;
+mod mfa_get_session_token;
+mod mfa_lockout;
+mod mfa_replay;
+mod mfa_virtual_devices;
+
+// Operators, records, restarts, other clients and transports.
+mod admin_commands;
+mod audit_log;
 mod durability;
-mod harness;
-mod iam;
-mod mfa;
-mod sigv4_http;
-mod smoke;
-mod sts;
+mod real_clients;
+mod tls_http2;

@@ -1,0 +1,262 @@
+//! The operator's `sts-broker admin` commands, through the library and the real binary, on a
+//! running broker's data dir: hardware tokens imported from a vendor's seed file, and the
+//! account root user's MFA, which only the operator enables or deactivates (README.md;
+//! https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_mfa_enable_physical.html,
+//! https://docs.aws.amazon.com/IAM/latest/UserGuide/enable-virt-mfa-for-root.html).
+
+use crate::support::assert::Outcome as _;
+use crate::support::mfa::{
+    create_virtual_device, enable_mfa, hardware_token, mfa_serials, session_with_mfa,
+    virtual_serials,
+};
+use crate::support::process::run_admin;
+use crate::support::texts;
+use crate::support::{
+    Failure, PICKUP, TestBroker, assert_sdk_failure, eventually, fresh_dir, jwt_claims,
+    session_creds, wall_now,
+};
+
+const HW_SEED_1: &[u8] = b"12345678901234567890";
+const HW_SEED_2: &[u8] = b"hardware-token-seed-2";
+
+#[tokio::test]
+async fn hardware_tokens_imported_by_the_operator_are_enabled_and_used() {
+    let b = TestBroker::start().await;
+    let alice = b.user_with_key("alice").await;
+    let bob = b.user_with_key("bob").await;
+    let t1 = hardware_token("GAHT12345678", HW_SEED_1);
+    let t2 = hardware_token("GAHT87654321", HW_SEED_2);
+    let dir = fresh_dir("seeds");
+
+    // Through the library, on the running broker's data dir.
+    let seeds = dir.join("seeds.csv");
+    std::fs::write(
+        &seeds,
+        format!("serial,seed\n{},{}\n", t1.serial, t1.seed_b32),
+    )
+    .unwrap();
+    let operator = b.operator();
+    assert_eq!(operator.import_hardware(&seeds).unwrap(), 1);
+    // Importing the same serial again is refused; a file with one bad row imports nothing.
+    assert!(operator.import_hardware(&seeds).is_err());
+    let t3 = hardware_token("GAHT33333333", b"third-token-seed-333");
+    let mixed = dir.join("mixed.csv");
+    std::fs::write(
+        &mixed,
+        format!("{},{}\nGAHT44444444,not base32!\n", t3.serial, t3.seed_b32),
+    )
+    .unwrap();
+    assert!(operator.import_hardware(&mixed).is_err());
+    let t3_only = dir.join("t3.csv");
+    std::fs::write(&t3_only, format!("{},{}\n", t3.serial, t3.seed_b32)).unwrap();
+    assert_eq!(
+        operator.import_hardware(&t3_only).unwrap(),
+        1,
+        "the refused file left nothing behind"
+    );
+    operator.close();
+
+    // Through the real binary.
+    let seeds2 = dir.join("seeds2.csv");
+    std::fs::write(
+        &seeds2,
+        format!("# vendor file\n{},{}\n", t2.serial, t2.seed_b32),
+    )
+    .unwrap();
+    let out = run_admin(
+        &["mfa", "import-hardware", "--file", seeds2.to_str().unwrap()],
+        &b.data_dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "imported 1 hardware MFA device(s)"
+    );
+
+    // The running broker picks both up without a restart; users enable them by vendor serial.
+    for (creds, user, token) in [(&alice, "alice", &t1), (&bob, "bob", &t2)] {
+        eventually(PICKUP, || async {
+            match enable_mfa(&b, creds, user, token, (-1, 0)).await {
+                Err(e) if Failure::of(&e).code == "NoSuchEntity" => None,
+                other => {
+                    other.unwrap();
+                    Some(())
+                }
+            }
+        })
+        .await;
+    }
+    assert_eq!(mfa_serials(&b, &alice, None).await, [t1.serial.as_str()]);
+    // Hardware tokens are not virtual devices.
+    assert!(virtual_serials(&b, &b.root, None).await.is_empty());
+
+    b.clock.advance(30);
+    let now = b.now();
+    let creds = session_with_mfa(&b, &alice, &t1.serial, &t1.code_at(now, 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        jwt_claims(&creds.session_token)["mfa"]["serial"],
+        "GAHT12345678"
+    );
+    session_with_mfa(&b, &bob, &t2.serial, &t2.code_at(now, 0))
+        .await
+        .unwrap();
+    assert_sdk_failure!(
+        session_with_mfa(&b, &alice, &t1.serial, &t1.code_at(now, 0)).await,
+        403,
+        "AccessDenied",
+        texts::MFA_INVALID_CODE,
+    );
+    assert_sdk_failure!(
+        session_with_mfa(&b, &alice, &t2.serial, &t2.code_at(now, 1)).await,
+        403,
+        "AccessDenied",
+        texts::MFA_UNABLE_TO_VALIDATE,
+    );
+    // The operator's seeds never reach the audit log, only the serials.
+    let lines = b
+        .audit_until(|l| {
+            l.iter()
+                .filter(|e| e["action"] == "ImportHardwareMFADevice")
+                .count()
+                >= 4
+        })
+        .await;
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["action"] == "ImportHardwareMFADevice"
+                && e["serial"] == "GAHT87654321"
+                && e["outcome"] == "success")
+    );
+    let raw = b.audit_text();
+    for t in [&t1, &t2, &t3] {
+        assert!(!raw.contains(&t.seed_b32));
+    }
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn root_mfa_is_enabled_only_by_the_operator_and_caps_the_session_at_an_hour() {
+    let b = TestBroker::start().await;
+    let root_iam = b.iam(&b.root);
+    let device = create_virtual_device(&root_iam, "root-phone").await;
+    // Through the API: refused.
+    assert_sdk_failure!(
+        enable_mfa(&b, &b.root, "root", &device, (-1, 0)).await,
+        403,
+        "AccessDenied",
+        texts::ROOT_MFA_OPERATOR_ONLY,
+    );
+    assert_sdk_failure!(
+        root_iam
+            .deactivate_mfa_device()
+            .user_name("root")
+            .serial_number(&device.serial)
+            .send()
+            .await,
+        403,
+        "AccessDenied",
+        texts::ROOT_MFA_OPERATOR_ONLY,
+    );
+    b.clock.advance(30);
+    assert_sdk_failure!(
+        session_with_mfa(&b, &b.root, &device.serial, &device.code_at(b.now(), 0)).await,
+        403,
+        "AccessDenied",
+        texts::MFA_UNABLE_TO_VALIDATE,
+    );
+
+    // The operator enables it; the running broker takes it up without a restart.
+    let now = b.now();
+    let operator = b.operator();
+    operator
+        .enable_root(
+            &device.serial,
+            &device.code_at(now, -1),
+            &device.code_at(now, 0),
+        )
+        .unwrap();
+    operator.close();
+    b.clock.advance(30);
+    let now = b.now();
+    let creds = eventually(PICKUP, || async {
+        let r = b
+            .sts(&b.root)
+            .get_session_token()
+            .duration_seconds(7200)
+            .serial_number(&device.serial)
+            .token_code(device.code_at(now, 0))
+            .send()
+            .await;
+        match r {
+            Ok(out) => Some(out.credentials.unwrap()),
+            refused => {
+                assert_sdk_failure!(refused, 403, "AccessDenied", texts::MFA_UNABLE_TO_VALIDATE);
+                None
+            }
+        }
+    })
+    .await;
+    assert_eq!(creds.expiration.secs(), now + 3600);
+    let claims = jwt_claims(&creds.session_token);
+    assert_eq!(claims["mfa"]["serial"], device.serial.as_str());
+    assert_eq!(claims["sub"], "root");
+    assert_eq!(
+        mfa_serials(&b, &b.root, None).await,
+        [device.serial.as_str()]
+    );
+    // The root session with MFA may use IAM.
+    let session = session_creds(&creds);
+    b.iam(&session)
+        .create_user()
+        .user_name("made-by-root-session")
+        .send()
+        .await
+        .unwrap();
+    // The operator deactivates it again (library); the broker follows.
+    let operator = b.operator();
+    operator.deactivate(&device.serial).unwrap();
+    operator.close();
+    b.clock.advance(30);
+    let now = b.now();
+    let unable = Failure::new(403, "AccessDenied", texts::MFA_UNABLE_TO_VALIDATE);
+    eventually(PICKUP, || async {
+        let r = session_with_mfa(&b, &b.root, &device.serial, &device.code_at(now, 0)).await;
+        (r.refusal().as_ref() == Some(&unable)).then_some(())
+    })
+    .await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn root_mfa_through_the_real_admin_binary() {
+    let b = TestBroker::start().await;
+    let device = create_virtual_device(&b.iam(&b.root), "root-token").await;
+    // The binary reads the wall clock; this broker's clock is still at the wall time.
+    let now = wall_now();
+    let out = run_admin(
+        &[
+            "mfa",
+            "enable-root",
+            "--serial",
+            &device.serial,
+            "--code1",
+            &device.code_at(now, -1),
+            "--code2",
+            &device.code_at(now, 0),
+        ],
+        &b.data_dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    b.clock.advance(60);
+    let now = b.now();
+    eventually(PICKUP, || async {
+        session_with_mfa(&b, &b.root, &device.serial, &device.code_at(now, 0))
+            .await
+            .ok()
+    })
+    .await;
+    b.stop().await;
+}

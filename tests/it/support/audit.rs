@@ -1,0 +1,42 @@
+//! The audit log a test broker writes to `<data_dir>/audit.log`, one JSON object a line
+//! (its fields: README.md).
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::broker::TestBroker;
+use crate::support::wait::eventually;
+
+/// Every line of `<data_dir>/audit.log`, parsed.
+pub fn audit_lines_in(data_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(data_dir.join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+impl TestBroker {
+    /// Every audit line so far, parsed.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        audit_lines_in(&self.data_dir)
+    }
+
+    /// The raw audit log.
+    pub fn audit_text(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("audit.log")).unwrap_or_default()
+    }
+
+    /// The audit lines once `done` holds for them (refusals are appended asynchronously).
+    pub async fn audit_until(
+        &self,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        eventually(Duration::from_secs(5), || {
+            let lines = self.audit_lines();
+            let ok = done(&lines);
+            async move { ok.then_some(lines) }
+        })
+        .await
+    }
+}

@@ -1,0 +1,286 @@
+//! Booting the broker under test, its clock and its operator. This is the only file of the
+//! suite that names `sts_broker` items: when the crate's public face changes, adapt it here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sts_broker::{
+    Admin, AuditTarget, Broker, Clock as _, Config, ManualClock, RunningBroker, Throttle,
+    ThrottlePolicy,
+};
+
+use crate::support::clients::{Creds, root_creds_in};
+
+/// The real wall clock, in seconds.
+pub fn wall_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A fresh directory under the target's scratch space.
+pub fn fresh_dir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "it-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The settable clock a test broker runs on (and its SDK clients sign with).
+#[derive(Clone, Debug)]
+pub struct TestClock(ManualClock);
+
+impl TestClock {
+    /// A clock standing at `unix` seconds.
+    pub fn at(unix: i64) -> Self {
+        Self(ManualClock::new(unix))
+    }
+
+    /// Its time, in Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.0.now().secs()
+    }
+
+    /// Moves it forward by `secs`.
+    pub fn advance(&self, secs: i64) {
+        self.0.advance(secs);
+    }
+}
+
+/// The configuration knobs the tests turn; everything else keeps the embedded defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    mfa_window: Option<u32>,
+    max_mfa_devices_per_user: Option<u32>,
+    extra_regions: Vec<String>,
+    header_read_timeout_secs: Option<u64>,
+    tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Setup {
+    /// Steps accepted on each side of the current one (`mfa_window`).
+    pub fn mfa_window(mut self, steps: u32) -> Self {
+        self.mfa_window = Some(steps);
+        self
+    }
+
+    /// MFA devices a user may have enabled at once (`max_mfa_devices_per_user`).
+    pub fn max_mfa_devices_per_user(mut self, devices: u32) -> Self {
+        self.max_mfa_devices_per_user = Some(devices);
+        self
+    }
+
+    /// One more region a signature's scope may name (`regions`).
+    pub fn extra_region(mut self, region: &str) -> Self {
+        self.extra_regions.push(region.to_owned());
+        self
+    }
+
+    /// Seconds a client gets to send its request headers (`header_read_timeout_secs`).
+    pub fn header_read_timeout_secs(mut self, secs: u64) -> Self {
+        self.header_read_timeout_secs = Some(secs);
+        self
+    }
+
+    /// Serve HTTPS with this PEM certificate and key (`tls_cert`, `tls_key`).
+    pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
+        self.tls = Some((cert.to_owned(), key.to_owned()));
+        self
+    }
+
+    fn apply(&self, cfg: &mut Config) {
+        if let Some(steps) = self.mfa_window {
+            cfg.mfa_window = steps;
+        }
+        if let Some(devices) = self.max_mfa_devices_per_user {
+            cfg.max_mfa_devices_per_user = devices;
+        }
+        cfg.regions.extend(self.extra_regions.iter().cloned());
+        if let Some(secs) = self.header_read_timeout_secs {
+            cfg.header_read_timeout_secs = secs;
+        }
+        if let Some((cert, key)) = &self.tls {
+            cfg.tls_cert = Some(cert.clone());
+            cfg.tls_key = Some(key.clone());
+        }
+    }
+}
+
+/// The configuration of a test broker on `data_dir`: loopback on a free port, the audit log in
+/// `<data_dir>/audit.log`, admin changes polled every 50 ms.
+fn config_for(data_dir: &Path) -> Config {
+    let mut cfg = Config::with_data_dir(data_dir);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.audit = AuditTarget::File(data_dir.join("audit.log"));
+    cfg.change_poll_millis = 50;
+    cfg
+}
+
+/// A broker booted in-process for one test.
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    pub clock: TestClock,
+    pub account_id: String,
+    pub root: Creds,
+    pub data_dir: PathBuf,
+    config: Config,
+    /// The broker's MFA lock-out, injected so the tests can count the devices it tracks.
+    throttle: Arc<Throttle>,
+    running: Option<RunningBroker>,
+}
+
+impl TestBroker {
+    /// A broker with the embedded defaults on a fresh data dir, its clock at the real time.
+    pub async fn start() -> Self {
+        Self::start_with(Setup::default()).await
+    }
+
+    /// Like [`start`](Self::start), with `setup`'s knobs turned.
+    pub async fn start_with(setup: Setup) -> Self {
+        let data_dir = fresh_dir("broker");
+        let mut cfg = config_for(&data_dir);
+        setup.apply(&mut cfg);
+        Self::boot(cfg, TestClock::at(wall_now())).await
+    }
+
+    /// A broker on an existing data dir (its keys, its store) with the default test setup.
+    pub async fn boot_on(data_dir: &Path, clock: TestClock) -> Self {
+        Self::boot(config_for(data_dir), clock).await
+    }
+
+    async fn boot(cfg: Config, clock: TestClock) -> Self {
+        let data_dir = cfg.data_dir.clone();
+        let throttle = Arc::new(Throttle::new(ThrottlePolicy {
+            free_failures: cfg.mfa_free_failures,
+            base_backoff_secs: cfg.mfa_base_backoff_secs,
+            max_backoff_secs: cfg.mfa_max_backoff_secs,
+        }));
+        let (broker, _) = Broker::builder(cfg.clone())
+            .clock(Arc::new(clock.0.clone()))
+            .attempt_limiter(throttle.clone())
+            .open()
+            .unwrap();
+        let account_id = broker.account_id().to_owned();
+        let running = broker.start().await.unwrap();
+        Self {
+            addr: running.local_addr(),
+            clock,
+            account_id,
+            root: root_creds_in(&data_dir),
+            data_dir,
+            config: cfg,
+            throttle,
+            running: Some(running),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The broker's time.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Stops the broker and flushes its store; its data dir and clock, to boot again.
+    pub async fn stop(mut self) -> (PathBuf, TestClock) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+        (self.data_dir.clone(), self.clock.clone())
+    }
+
+    /// Stops the broker and boots it again with the same configuration and clock.
+    pub async fn restart(self) -> Self {
+        let config = self.config.clone();
+        let (_, clock) = self.stop().await;
+        Self::boot(config, clock).await
+    }
+
+    /// How many devices the MFA throttle holds state for.
+    pub fn throttled_devices(&self) -> usize {
+        self.throttle.len()
+    }
+
+    /// Whether this broker's configuration with `setup` applied passes the broker's validation.
+    pub fn accepts(&self, setup: &Setup) -> bool {
+        let mut cfg = self.config.clone();
+        setup.apply(&mut cfg);
+        cfg.validate().is_ok()
+    }
+
+    /// The operator's tools on this broker's data dir (same configuration, same clock).
+    pub fn operator(&self) -> Operator {
+        let config = self.config.clone();
+        Operator(Admin::open(config, Arc::new(self.clock.0.clone())).unwrap())
+    }
+}
+
+/// The operator's `sts-broker admin` commands, through the library. Errors are their texts.
+pub struct Operator(Admin);
+
+impl Operator {
+    /// Imports hardware tokens from a `serial,seed` file; how many were imported.
+    pub fn import_hardware(&self, file: &Path) -> Result<usize, String> {
+        self.0.import_hardware(file).map_err(|e| e.to_string())
+    }
+
+    /// Registers a FIDO security key for `user`; its serial.
+    pub fn register_fido(
+        &self,
+        user: &str,
+        name: &str,
+        credential_id: &str,
+        public_key: &str,
+    ) -> Result<String, String> {
+        self.0
+            .register_fido(user, name, credential_id, public_key)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Enables a device for the account root user with two consecutive codes.
+    pub fn enable_root(&self, serial: &str, code1: &str, code2: &str) -> Result<(), String> {
+        self.0
+            .enable_root(serial, code1, code2)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Deactivates a device, whoever holds it.
+    pub fn deactivate(&self, serial: &str) -> Result<(), String> {
+        self.0.deactivate(serial).map_err(|e| e.to_string())
+    }
+
+    /// Closes the data dir.
+    pub fn close(self) {
+        self.0.close();
+    }
+}
+
+/// A broker started on `0.0.0.0:0` without TLS, on `data_dir`, with the real clock and no audit
+/// log: the start-up error's text, or the running broker's address and whether it spoke TLS (it
+/// is shut down before returning).
+pub async fn listen_on_all_interfaces(
+    data_dir: &Path,
+    insecure_http: bool,
+) -> Result<(SocketAddr, bool), String> {
+    let mut cfg = Config::with_data_dir(data_dir);
+    cfg.listen = "0.0.0.0:0".parse().unwrap();
+    cfg.audit = AuditTarget::Off;
+    cfg.insecure_http = insecure_http;
+    let (broker, _) = Broker::open(cfg, Arc::new(ManualClock::new(wall_now()))).unwrap();
+    let running = broker.start().await.map_err(|e| e.to_string())?;
+    let seen = (running.local_addr(), running.is_tls());
+    running.shutdown().await;
+    Ok(seen)
+}

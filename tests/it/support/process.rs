@@ -1,0 +1,78 @@
+//! The real `sts-broker` binary, as an operator runs it: `admin` commands and `serve`.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary Cargo built for this test run.
+const BIN: &str = env!("CARGO_BIN_EXE_sts-broker");
+
+/// `sts-broker admin ARGS… --data-dir DATA_DIR`, run to completion.
+pub fn run_admin(args: &[&str], data_dir: &Path) -> Output {
+    Command::new(BIN)
+        .arg("admin")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
+}
+
+/// `sts-broker serve` on a free loopback port; killed with SIGKILL when dropped.
+pub struct ServerProcess {
+    child: Child,
+    pub url: String,
+}
+
+impl ServerProcess {
+    /// Starts the binary on `data_dir` (its stderr in `<data_dir>.<tag>.log`) and waits until it
+    /// accepts connections.
+    pub async fn start(data_dir: &Path, tag: &str) -> Self {
+        let port = {
+            let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let log = std::fs::File::create(data_dir.with_extension(format!("{tag}.log"))).unwrap();
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                server.child.try_wait().unwrap().is_none(),
+                "the broker exited during start-up"
+            );
+            assert!(Instant::now() < deadline, "the broker did not start");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        server
+    }
+
+    /// `kill -9` (std's `Child::kill` sends SIGKILL) and reap.
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "{status:?}");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
