@@ -13,6 +13,7 @@ pub mod config;
 pub mod iam;
 pub mod ids;
 pub mod mfa;
+mod percent;
 pub mod protocol;
 pub mod server;
 pub mod session;

@@ -10,6 +10,7 @@ use qrcodegen::{QrCode, QrCodeEcc};
 use thiserror::Error;
 
 use super::totp::{CODE_DIGITS, STEP_SECONDS};
+use crate::percent;
 
 /// Light modules around the code on each side, as ISO/IEC 18004 requires.
 pub const QUIET_ZONE_MODULES: u32 = 4;
@@ -39,21 +40,21 @@ pub enum QrError {
 /// the query.
 pub fn otpauth_uri(issuer: &str, account_label: &str, base32_secret: &str) -> String {
     let label = if issuer.is_empty() {
-        percent_encode(account_label)
+        percent::encode_str(account_label)
     } else {
         format!(
             "{}:{}",
-            percent_encode(issuer),
-            percent_encode(account_label)
+            percent::encode_str(issuer),
+            percent::encode_str(account_label)
         )
     };
     let mut uri = format!(
         "otpauth://totp/{label}?secret={}",
-        percent_encode(base32_secret)
+        percent::encode_str(base32_secret)
     );
     if !issuer.is_empty() {
         uri.push_str("&issuer=");
-        uri.push_str(&percent_encode(issuer));
+        uri.push_str(&percent::encode_str(issuer));
     }
     uri.push_str(&format!(
         "&algorithm=SHA1&digits={CODE_DIGITS}&period={STEP_SECONDS}"
@@ -112,31 +113,6 @@ fn pack_rows(side: u32, dark: impl Fn(u32, u32) -> bool) -> Vec<u8> {
     data
 }
 
-/// RFC 3986 percent-encoding of everything except unreserved characters, as UTF-8 bytes.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for &byte in text.as_bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push('%');
-            out.push(hex_digit(byte >> 4));
-            out.push(hex_digit(byte & 0x0f));
-        }
-    }
-    out
-}
-
-/// Uppercase hex digit for the low four bits of `nibble`.
-fn hex_digit(nibble: u8) -> char {
-    char::from(
-        b"0123456789ABCDEF"
-            .get(usize::from(nibble & 0x0f))
-            .copied()
-            .unwrap_or(b'0'),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,10 +158,10 @@ mod tests {
              &algorithm=SHA1&digits=6&period=30"
         );
         assert_eq!(
-            percent_encode("Zoë+/?&=#%"),
+            percent::encode_str("Zoë+/?&=#%"),
             "Zo%C3%AB%2B%2F%3F%26%3D%23%25"
         );
-        assert_eq!(percent_encode("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(percent::encode_str("AZaz09-._~"), "AZaz09-._~");
     }
 
     #[test]
