@@ -17,6 +17,7 @@ mod config;
 mod ids;
 mod mfa;
 mod model;
+mod percent;
 mod protocol;
 mod server;
 mod session;

@@ -8,7 +8,9 @@
 //!
 //! Errors give positions, never the offending text: the input is a secret.
 
+use data_encoding::{BASE32_NOPAD, Character, DecodeKind};
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 /// Why a base32 text was refused. Positions count characters from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -39,82 +41,45 @@ pub enum Base32Error {
 
 /// Encodes `bytes` as uppercase base32 without padding.
 pub fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
-    let mut acc: u32 = 0;
-    let mut bits: u32 = 0;
-    for &byte in bytes {
-        acc = (acc << 8) | u32::from(byte);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(symbol(acc >> bits));
-        }
-        // Keep only the bits not yet emitted so `acc` never overflows.
-        acc &= (1 << bits) - 1;
-    }
-    if bits > 0 {
-        out.push(symbol(acc << (5 - bits)));
-    }
-    out
+    BASE32_NOPAD.encode(bytes)
 }
 
 /// Decodes base32 in any letter case, ignoring spaces and trailing `=` padding.
+///
+/// The leniency is ours and the bit work is `data-encoding`'s: this pass only checks each
+/// character (so errors can name its position among characters, not bytes, and tell data after
+/// padding from garbage) and copies the symbols, uppercased, into a buffer that is wiped after
+/// use. The strict decoder then refuses impossible lengths and non-zero trailing bits.
 pub fn decode(text: &str) -> Result<Vec<u8>, Base32Error> {
-    let mut out = Vec::with_capacity(text.len() * 5 / 8);
-    let mut acc: u32 = 0;
-    let mut bits: u32 = 0;
-    let mut symbols: usize = 0;
+    let mut symbols = Zeroizing::new(Vec::with_capacity(text.len()));
     let mut in_padding = false;
     for (position, ch) in text.chars().enumerate() {
         match ch {
             ' ' => {}
             '=' => in_padding = true,
             _ => {
-                let value = value_of(ch).ok_or(Base32Error::InvalidCharacter { position })?;
+                let symbol = u8::try_from(ch.to_ascii_uppercase())
+                    .ok()
+                    .filter(|&b| matches!(BASE32_NOPAD.interpret_byte(b), Character::Symbol { .. }))
+                    .ok_or(Base32Error::InvalidCharacter { position })?;
                 if in_padding {
                     return Err(Base32Error::DataAfterPadding { position });
                 }
-                symbols += 1;
-                acc = (acc << 5) | u32::from(value);
-                bits += 5;
-                if bits >= 8 {
-                    bits -= 8;
-                    // Truncation is the point: the low 8 bits above `bits` are the byte.
-                    out.push(((acc >> bits) & 0xff) as u8);
-                    acc &= (1 << bits) - 1;
-                }
+                symbols.push(symbol);
             }
         }
     }
-    if matches!(symbols % 8, 1 | 3 | 6) {
-        return Err(Base32Error::InvalidLength { symbols });
-    }
-    if acc != 0 {
-        return Err(Base32Error::NonZeroTrailingBits);
-    }
-    Ok(out)
-}
-
-/// The symbol for the low five bits of `value`.
-fn symbol(value: u32) -> char {
-    // Masked to 0..=31, so the narrowing below is lossless and the additions stay in ASCII.
-    let v = (value & 0x1f) as u8;
-    if v < 26 {
-        char::from(b'A' + v)
-    } else {
-        char::from(b'2' + (v - 26))
-    }
-}
-
-/// The five-bit value of a base32 symbol, in either case.
-fn value_of(ch: char) -> Option<u8> {
-    let byte = u8::try_from(ch).ok()?;
-    match byte {
-        b'A'..=b'Z' => Some(byte - b'A'),
-        b'a'..=b'z' => Some(byte - b'a'),
-        b'2'..=b'7' => Some(byte - b'2' + 26),
-        _ => None,
-    }
+    BASE32_NOPAD
+        .decode(&symbols)
+        .map_err(|error| match error.kind {
+            DecodeKind::Trailing => Base32Error::NonZeroTrailingBits,
+            // Only symbols reach the decoder, so the length is all that is left to be wrong.
+            DecodeKind::Length | DecodeKind::Symbol | DecodeKind::Padding => {
+                Base32Error::InvalidLength {
+                    symbols: symbols.len(),
+                }
+            }
+        })
 }
 
 #[cfg(test)]
@@ -207,5 +172,41 @@ mod tests {
         }
         let aws_sized_seed = [0xa5u8; 40];
         assert_eq!(encode(&aws_sized_seed).len(), 64);
+    }
+
+    #[test]
+    fn errors_follow_scan_order_then_length_then_bits() {
+        // An invalid character wins over the impossible length it also causes.
+        assert_eq!(
+            decode("M1X"),
+            Err(Base32Error::InvalidCharacter { position: 1 })
+        );
+        assert_eq!(
+            decode("MZX=W1"),
+            Err(Base32Error::DataAfterPadding { position: 4 })
+        );
+        assert_eq!(
+            decode("MZX=1W"),
+            Err(Base32Error::InvalidCharacter { position: 4 })
+        );
+        assert_eq!(
+            decode("MZX= "),
+            Err(Base32Error::InvalidLength { symbols: 3 })
+        );
+        assert_eq!(decode("MZ=="), Err(Base32Error::NonZeroTrailingBits));
+        // Positions count characters, not bytes.
+        assert_eq!(
+            decode("éé1"),
+            Err(Base32Error::InvalidCharacter { position: 0 })
+        );
+        assert_eq!(
+            decode("MY=é"),
+            Err(Base32Error::InvalidCharacter { position: 3 })
+        );
+        // Padding is not counted, and spaces may sit anywhere.
+        assert_eq!(decode("MY = = ="), Ok(b"f".to_vec()));
+        assert_eq!(decode("MY="), Ok(b"f".to_vec()));
+        assert_eq!(decode("="), Ok(Vec::new()));
+        assert_eq!(decode("   "), Ok(Vec::new()));
     }
 }

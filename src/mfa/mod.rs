@@ -22,13 +22,12 @@
 //! - [`replay`]: the RFC 6238 §5.2 "accept each OTP once" rule as a compare-and-set of the
 //!   last accepted step per device.
 //! - [`throttle`]: a per-device soft lock with exponential back-off against guessing.
-//! - [`qr`]: the Key Uri Format `otpauth://` URI and a QR code PNG for it, written by a small
-//!   hand-made 1-bit PNG encoder.
+//! - [`qr`]: the Key Uri Format `otpauth://` URI and a QR code PNG for it (1-bit grayscale,
+//!   encoded by the `png` crate).
 //!
 //! Nothing here reads the system clock, touches the network or the disk, or is async.
 
 pub mod base32;
-mod bilevel_png;
 pub mod guard;
 pub mod qr;
 pub mod replay;

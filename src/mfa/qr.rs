@@ -4,19 +4,19 @@
 //! authenticator app scans. The URI follows Google Authenticator's Key Uri Format
 //! (`otpauth://totp/ISSUER:ACCOUNT?secret=…&issuer=…`), spelling out the parameters
 //! we use (SHA1, 6 digits, 30 s) rather than relying on app defaults. The QR code is drawn
-//! with `qrcodegen` and written by this module's own 1-bit PNG encoder.
+//! with `qrcodegen` and encoded by the `png` crate as a compressed 1-bit grayscale image.
 
 use qrcodegen::{QrCode, QrCodeEcc};
 use thiserror::Error;
 
-use super::bilevel_png;
 use super::totp::{CODE_DIGITS, STEP_SECONDS};
+use crate::percent;
 
 /// Light modules around the code on each side, as ISO/IEC 18004 requires.
 pub const QUIET_ZONE_MODULES: u32 = 4;
 
 /// Image pixels per QR module along each axis: big enough for phone cameras to read off a
-/// screen, small enough that an uncompressed PNG stays near 10 KB.
+/// screen, small enough that the PNG of a 64-character seed's URI stays near 1 KB.
 pub const PIXELS_PER_MODULE: u32 = 4;
 
 /// Why a QR code image could not be made.
@@ -26,7 +26,8 @@ pub enum QrError {
     /// The text does not fit in the largest QR code (version 40) at medium error correction.
     #[error("text too long for a QR code")]
     TooLong,
-    /// The image would not fit a PNG chunk; unreachable for any QR version at the fixed scale.
+    /// The PNG encoder refused the image; unreachable for any QR version at the fixed scale,
+    /// since the image is written to memory.
     #[error("QR code image too large")]
     ImageTooLarge,
 }
@@ -39,21 +40,21 @@ pub enum QrError {
 /// the query.
 pub fn otpauth_uri(issuer: &str, account_label: &str, base32_secret: &str) -> String {
     let label = if issuer.is_empty() {
-        percent_encode(account_label)
+        percent::encode_str(account_label)
     } else {
         format!(
             "{}:{}",
-            percent_encode(issuer),
-            percent_encode(account_label)
+            percent::encode_str(issuer),
+            percent::encode_str(account_label)
         )
     };
     let mut uri = format!(
         "otpauth://totp/{label}?secret={}",
-        percent_encode(base32_secret)
+        percent::encode_str(base32_secret)
     );
     if !issuer.is_empty() {
         uri.push_str("&issuer=");
-        uri.push_str(&percent_encode(issuer));
+        uri.push_str(&percent::encode_str(issuer));
     }
     uri.push_str(&format!(
         "&algorithm=SHA1&digits={CODE_DIGITS}&period={STEP_SECONDS}"
@@ -79,33 +80,37 @@ pub fn qr_png(text: &str) -> Result<Vec<u8>, QrError> {
         let module = i64::from(pixel / PIXELS_PER_MODULE) - i64::from(QUIET_ZONE_MODULES);
         i32::try_from(module).unwrap_or(-1)
     };
-    bilevel_png::encode(side, side, |x, y| qr.get_module(module_at(x), module_at(y)))
-        .ok_or(QrError::ImageTooLarge)
+    let dark = |x: u32, y: u32| qr.get_module(module_at(x), module_at(y));
+    let pixels = pack_rows(side, dark);
+    let mut png = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png, side, side);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::One);
+    let mut writer = encoder.write_header().map_err(|_| QrError::ImageTooLarge)?;
+    writer
+        .write_image_data(&pixels)
+        .map_err(|_| QrError::ImageTooLarge)?;
+    writer.finish().map_err(|_| QrError::ImageTooLarge)?;
+    Ok(png)
 }
 
-/// RFC 3986 percent-encoding of everything except unreserved characters, as UTF-8 bytes.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for &byte in text.as_bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push('%');
-            out.push(hex_digit(byte >> 4));
-            out.push(hex_digit(byte & 0x0f));
+/// Rows of a 1-bit grayscale image, eight pixels to a byte, most significant bit first,
+/// 1 = white; a row's padding bits are white.
+fn pack_rows(side: u32, dark: impl Fn(u32, u32) -> bool) -> Vec<u8> {
+    let bytes = u64::from(side.div_ceil(8)) * u64::from(side);
+    let mut data = Vec::with_capacity(usize::try_from(bytes).unwrap_or(0));
+    for y in 0..side {
+        for first_x in (0..side).step_by(8) {
+            let mut byte = 0u8;
+            for bit in 0..8u32 {
+                let x = first_x.saturating_add(bit);
+                let white = x >= side || !dark(x, y);
+                byte |= u8::from(white) << (7 - bit);
+            }
+            data.push(byte);
         }
     }
-    out
-}
-
-/// Uppercase hex digit for the low four bits of `nibble`.
-fn hex_digit(nibble: u8) -> char {
-    char::from(
-        b"0123456789ABCDEF"
-            .get(usize::from(nibble & 0x0f))
-            .copied()
-            .unwrap_or(b'0'),
-    )
+    data
 }
 
 #[cfg(test)]
@@ -153,10 +158,10 @@ mod tests {
              &algorithm=SHA1&digits=6&period=30"
         );
         assert_eq!(
-            percent_encode("Zoë+/?&=#%"),
+            percent::encode_str("Zoë+/?&=#%"),
             "Zo%C3%AB%2B%2F%3F%26%3D%23%25"
         );
-        assert_eq!(percent_encode("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(percent::encode_str("AZaz09-._~"), "AZaz09-._~");
     }
 
     #[test]
@@ -188,6 +193,7 @@ mod tests {
         let mut decoder = png::Decoder::new(std::io::Cursor::new(&png_bytes[..]));
         decoder.set_transformations(png::Transformations::EXPAND);
         let mut reader = decoder.read_info().unwrap();
+        assert_eq!(reader.info().bit_depth, png::BitDepth::One);
         let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buffer).unwrap();
         assert_eq!((info.width, info.height), (side, side));

@@ -48,34 +48,9 @@ impl Params {
     }
 }
 
-/// Form-decodes one name or value.
+/// Form-decodes one name or value, strictly: a malformed escape or non-UTF-8 text is refused.
 fn decode(raw: &[u8]) -> Result<String, ApiError> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut bytes = raw.iter();
-    while let Some(&b) = bytes.next() {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.next().and_then(|c| hex_value(*c));
-                let lo = bytes.next().and_then(|c| hex_value(*c));
-                match (hi, lo) {
-                    (Some(h), Some(l)) => out.push(h << 4 | l),
-                    _ => return Err(ApiError::MalformedQueryString),
-                }
-            }
-            _ => out.push(b),
-        }
-    }
-    String::from_utf8(out).map_err(|_| ApiError::MalformedQueryString)
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    crate::percent::decode_form_strict(raw).ok_or(ApiError::MalformedQueryString)
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{ALGORITHM, HttpRequest, SigV4Error, SignedRequest, percent};
+use super::percent::raw_pairs;
+use super::{ALGORITHM, HttpRequest, SigV4Error, SignedRequest};
+use crate::percent;
 
 /// Appends the canonical URI of `raw_path`.
 pub(super) fn push_canonical_uri(out: &mut Vec<u8>, raw_path: &str) {
@@ -36,27 +38,24 @@ pub(super) fn push_canonical_uri(out: &mut Vec<u8>, raw_path: &str) {
             other => segments.push(other),
         }
     }
-    out.push(b'/');
-    for (i, segment) in segments.iter().enumerate() {
-        if i > 0 {
-            out.push(b'/');
-        }
-        percent::encode_into(out, segment.as_bytes(), false);
-    }
+    let mut path = String::with_capacity(raw_path.len() + 1);
+    path.push('/');
+    path.push_str(&segments.join("/"));
     let trailing_slash = raw_path.ends_with('/')
         || raw_path.ends_with("/.")
         || raw_path.ends_with("/..")
         || raw_path == "."
         || raw_path == "..";
     if !segments.is_empty() && trailing_slash {
-        out.push(b'/');
+        path.push('/');
     }
+    percent::encode_into(out, path.as_bytes(), percent::RFC3986_PATH);
 }
 
 /// Appends the canonical query string of `raw_query`. A presigned request's own
 /// `X-Amz-Signature` cannot be part of what it signs, so `skip_signature` drops it.
 pub(super) fn push_canonical_query(out: &mut Vec<u8>, raw_query: &str, skip_signature: bool) {
-    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = percent::raw_pairs(raw_query)
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = raw_pairs(raw_query)
         .filter_map(|(name, value)| {
             let name = percent::decode_form(name);
             if skip_signature && *name == *b"X-Amz-Signature" {

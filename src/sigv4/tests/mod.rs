@@ -154,7 +154,7 @@ pub(super) struct OracleSign<'a> {
 /// RFC 3986 encoding for putting the oracle's presigning parameters on the URL.
 fn url_encode(text: &str) -> String {
     let mut out = Vec::new();
-    super::percent::encode_into(&mut out, text.as_bytes(), false);
+    crate::percent::encode_into(&mut out, text.as_bytes(), crate::percent::RFC3986);
     String::from_utf8(out).unwrap()
 }
 
