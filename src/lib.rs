@@ -38,6 +38,7 @@ pub use config::{Config, ConfigError};
 pub use mfa::guard::{AttemptLimiter, GuardError, GuardFuture, Locked, ReplayGuard};
 pub use mfa::replay::InMemoryReplayGuard;
 pub use mfa::throttle::{Throttle, ThrottlePolicy};
+pub use mfa::totp::TotpStep;
 pub use model::Principal;
 pub use server::ServeError;
 pub use session::SessionError;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use crate::mfa::totp::TotpKey;
+use crate::mfa::totp::{TotpKey, TotpStep};
 use crate::time::UnixTime;
 
 /// Who an access key or an MFA device belongs to, as stored: a reference, not the identity.
@@ -146,8 +146,8 @@ pub struct TotpDevice {
     pub key: TotpKey,
     /// The device clock's offset from ours in steps, learnt at enable or resync.
     pub drift: i64,
-    /// The last accepted step, as stored (`i64::MIN` before the first).
-    pub last_step: i64,
+    /// The last accepted step, as stored ([`TotpStep::BEFORE_ALL`] before the first).
+    pub last_step: TotpStep,
 }
 
 /// The three MFA device types AWS documents, each with exactly what it needs: a TOTP device

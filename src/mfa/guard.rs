@@ -17,9 +17,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use subtle::ConstantTimeEq as _;
-
-use super::totp::{TokenCode, TotpKey};
+use super::totp::TotpStep;
 use crate::time::UnixTime;
 
 /// A guard's answer, later.
@@ -64,9 +62,9 @@ pub trait ReplayGuard: Send + Sync {
     fn try_accept<'a>(
         &'a self,
         device: &'a str,
-        candidates: &'a [i64],
-        floor: i64,
-    ) -> GuardFuture<'a, Option<i64>>;
+        candidates: &'a [TotpStep],
+        floor: TotpStep,
+    ) -> GuardFuture<'a, Option<TotpStep>>;
 
     /// Drops the record of `device` (deleted, or deactivated and so no longer checked).
     fn forget<'a>(&'a self, device: &'a str) -> GuardFuture<'a, ()>;
@@ -216,28 +214,6 @@ pub async fn verify<T, E>(
     }
 }
 
-/// The steps of `center - window ..= center + window` whose code is `code`, closest to the
-/// centre first and, at equal distance, earlier first (devices lag more often than they run
-/// ahead, and the earlier choice leaves later steps usable).
-///
-/// Every step of the window is computed and compared in constant time, with no early exit,
-/// so timing reveals neither whether nor where the code matched, only (as the answer will)
-/// whether it did.
-pub fn matching_steps(key: &TotpKey, code: TokenCode, center: i64, window: u32) -> Vec<i64> {
-    let reach = i64::from(window);
-    let (low, high) = (center.saturating_sub(reach), center.saturating_add(reach));
-    let mut matches = Vec::new();
-    for step in low..=high {
-        // Steps are public; whether a code matches them is the secret.
-        let hit = key.code(step).ct_eq(&code);
-        if bool::from(hit) {
-            matches.push(step);
-        }
-    }
-    matches.sort_by_key(|&step| (step.abs_diff(center), step));
-    matches
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -245,6 +221,7 @@ mod tests {
     use super::*;
     use crate::mfa::replay::InMemoryReplayGuard;
     use crate::mfa::throttle::{Throttle, ThrottlePolicy};
+    use crate::mfa::totp::{TokenCode, TotpKey};
 
     const DEVICE: &str = "arn:aws:iam::123456789012:mfa/alice";
     const T0: UnixTime = UnixTime::from_secs(1_700_000_000);
@@ -254,16 +231,6 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
-    }
-
-    #[test]
-    fn matching_steps_prefer_the_centre_then_the_earlier() {
-        let key = TotpKey::new(b"12345678901234567890").unwrap();
-        let code = key.code(100);
-        assert_eq!(matching_steps(&key, code, 100, 1), vec![100]);
-        assert_eq!(matching_steps(&key, code, 101, 1), vec![100]);
-        assert_eq!(matching_steps(&key, code, 102, 1), Vec::<i64>::new());
-        assert_eq!(matching_steps(&key, key.code(7), 7, 0), vec![7]);
     }
 
     /// A limiter that records the order of calls.
@@ -335,14 +302,17 @@ mod tests {
         let limiter = Throttle::new(ThrottlePolicy::default());
         let replay = InMemoryReplayGuard::new();
         let key = TotpKey::new(b"12345678901234567890").unwrap();
-        let step = T0.secs() / 30;
+        let step = TotpStep::at(T0);
         let attempt = |code: TokenCode| {
             block(verify(&limiter, DEVICE, T0, async || {
-                let candidates = matching_steps(&key, code, step, 1);
+                let candidates = key.matching_steps(code, step, 1);
                 if candidates.is_empty() {
                     return Verdict::Refused(MfaRefusal::WrongCode);
                 }
-                match replay.try_accept(DEVICE, &candidates, i64::MIN).await {
+                match replay
+                    .try_accept(DEVICE, &candidates, TotpStep::BEFORE_ALL)
+                    .await
+                {
                     Ok(Some(s)) => Verdict::Accepted(s),
                     Ok(None) => Verdict::Refused(MfaRefusal::Replayed),
                     Err(e) => Verdict::Unjudged(e),

@@ -15,6 +15,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::guard::{GuardFuture, ReplayGuard};
+use super::totp::TotpStep;
 
 /// The default [`ReplayGuard`]: a concurrent map from device serial to last accepted step.
 ///
@@ -24,20 +25,13 @@ use super::guard::{GuardFuture, ReplayGuard};
 /// number of devices, one small entry each.
 #[derive(Debug, Default)]
 pub struct InMemoryReplayGuard {
-    last_steps: DashMap<String, i64>,
+    last_steps: DashMap<String, TotpStep>,
 }
 
 impl InMemoryReplayGuard {
     /// An empty guard.
     pub fn new() -> InMemoryReplayGuard {
         InMemoryReplayGuard::default()
-    }
-
-    /// An empty guard sized for `devices` entries, to avoid rehashing while loading.
-    pub fn with_capacity(devices: usize) -> InMemoryReplayGuard {
-        InMemoryReplayGuard {
-            last_steps: DashMap::with_capacity(devices),
-        }
     }
 
     /// Number of devices with a record.
@@ -49,47 +43,16 @@ impl InMemoryReplayGuard {
     pub fn is_empty(&self) -> bool {
         self.last_steps.is_empty()
     }
-}
-
-/// The compare-and-set itself, run while the caller holds the entry's shard lock.
-fn advance(last: &mut i64, step: i64) -> bool {
-    if step > *last {
-        *last = step;
-        true
-    } else {
-        false
-    }
-}
-
-impl InMemoryReplayGuard {
-    /// Atomically accepts `step` for `device` only if it is later than the last accepted
-    /// step; true = this caller won.
-    pub fn try_advance(&self, device: &str, step: i64) -> bool {
-        // Fast path for known devices: no key allocation. The write guard is dropped at the
-        // end of this statement, before the map is touched again.
-        if let Some(mut last) = self.last_steps.get_mut(device) {
-            return advance(&mut last, step);
-        }
-        // First accepted step for this device. Another caller may have inserted it since the
-        // lookup above; `entry` decides under the shard lock either way.
-        match self.last_steps.entry(device.to_owned()) {
-            Entry::Occupied(mut occupied) => advance(occupied.get_mut(), step),
-            Entry::Vacant(vacant) => {
-                vacant.insert(step);
-                true
-            }
-        }
-    }
-
-    /// The last accepted step for `device`, if any.
-    pub fn last_accepted(&self, device: &str) -> Option<i64> {
-        self.last_steps.get(device).map(|last| *last)
-    }
 
     /// The first of `candidates` later than both the record and `floor`, recorded, under one
     /// shard lock.
-    fn accept_first(&self, device: &str, candidates: &[i64], floor: i64) -> Option<i64> {
-        let pick = |last: i64| candidates.iter().copied().find(|&s| s > last.max(floor));
+    fn accept_first(
+        &self,
+        device: &str,
+        candidates: &[TotpStep],
+        floor: TotpStep,
+    ) -> Option<TotpStep> {
+        let pick = |last: TotpStep| candidates.iter().copied().find(|&s| s > last.max(floor));
         // Known devices take the fast path, without allocating a key; the write guard is
         // dropped at the end of the block, before the map is touched again.
         if let Some(mut last) = self.last_steps.get_mut(device) {
@@ -116,9 +79,9 @@ impl ReplayGuard for InMemoryReplayGuard {
     fn try_accept<'a>(
         &'a self,
         device: &'a str,
-        candidates: &'a [i64],
-        floor: i64,
-    ) -> GuardFuture<'a, Option<i64>> {
+        candidates: &'a [TotpStep],
+        floor: TotpStep,
+    ) -> GuardFuture<'a, Option<TotpStep>> {
         let accepted = self.accept_first(device, candidates, floor);
         Box::pin(std::future::ready(Ok(accepted)))
     }
@@ -136,52 +99,72 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const DEVICE: &str = "arn:aws:iam::123456789012:mfa/alice";
+    const NONE: TotpStep = TotpStep::BEFORE_ALL;
+
+    fn s(n: i64) -> TotpStep {
+        TotpStep::new(n)
+    }
+
+    /// One candidate, no floor: the plain compare-and-set.
+    fn advance(guard: &InMemoryReplayGuard, device: &str, step: i64) -> bool {
+        guard.accept_first(device, &[s(step)], NONE).is_some()
+    }
+
+    fn last(guard: &InMemoryReplayGuard, device: &str) -> Option<TotpStep> {
+        guard.last_steps.get(device).map(|l| *l)
+    }
 
     #[test]
     fn same_step_is_accepted_once() {
         let guard = InMemoryReplayGuard::new();
-        assert_eq!(guard.last_accepted(DEVICE), None);
-        assert!(guard.try_advance(DEVICE, 100));
-        assert!(!guard.try_advance(DEVICE, 100));
-        assert!(!guard.try_advance(DEVICE, 100));
-        assert_eq!(guard.last_accepted(DEVICE), Some(100));
+        assert_eq!(last(&guard, DEVICE), None);
+        assert!(advance(&guard, DEVICE, 100));
+        assert!(!advance(&guard, DEVICE, 100));
+        assert!(!advance(&guard, DEVICE, 100));
+        assert_eq!(last(&guard, DEVICE), Some(s(100)));
     }
 
     #[test]
     fn older_steps_are_refused_and_later_ones_accepted() {
         let guard = InMemoryReplayGuard::new();
-        assert!(guard.try_advance(DEVICE, 100));
-        assert!(!guard.try_advance(DEVICE, 99));
-        assert!(!guard.try_advance(DEVICE, -5));
-        assert!(guard.try_advance(DEVICE, 101));
-        assert!(!guard.try_advance(DEVICE, 100));
-        assert!(guard.try_advance(DEVICE, 250));
-        assert_eq!(guard.last_accepted(DEVICE), Some(250));
+        assert!(advance(&guard, DEVICE, 100));
+        assert!(!advance(&guard, DEVICE, 99));
+        assert!(!advance(&guard, DEVICE, -5));
+        assert!(advance(&guard, DEVICE, 101));
+        assert!(!advance(&guard, DEVICE, 100));
+        assert!(advance(&guard, DEVICE, 250));
+        assert_eq!(last(&guard, DEVICE), Some(s(250)));
     }
 
     #[test]
     fn devices_are_independent() {
         let guard = InMemoryReplayGuard::new();
-        assert!(guard.try_advance("GAHT12345678", 7));
-        assert!(guard.try_advance("GAHT87654321", 7));
-        assert!(!guard.try_advance("GAHT12345678", 7));
+        assert!(advance(&guard, "GAHT12345678", 7));
+        assert!(advance(&guard, "GAHT87654321", 7));
+        assert!(!advance(&guard, "GAHT12345678", 7));
         assert_eq!(guard.len(), 2);
     }
 
     #[test]
     fn candidates_above_the_record_and_the_floor_win_and_forget_removes() {
-        let guard = InMemoryReplayGuard::with_capacity(4);
+        let guard = InMemoryReplayGuard::new();
         assert!(guard.is_empty());
         // The store's record (the floor) refuses what it holds, even on a fresh guard.
-        assert_eq!(guard.accept_first(DEVICE, &[500], 500), None);
-        assert_eq!(guard.accept_first(DEVICE, &[500, 501], 500), Some(501));
+        assert_eq!(guard.accept_first(DEVICE, &[s(500)], s(500)), None);
+        assert_eq!(
+            guard.accept_first(DEVICE, &[s(500), s(501)], s(500)),
+            Some(s(501))
+        );
         // A stale floor cannot reopen what the guard accepted.
-        assert_eq!(guard.accept_first(DEVICE, &[501], 300), None);
+        assert_eq!(guard.accept_first(DEVICE, &[s(501)], s(300)), None);
         // Preference order is the caller's: the first eligible candidate wins.
-        assert_eq!(guard.accept_first(DEVICE, &[503, 502], 300), Some(503));
-        assert_eq!(guard.last_accepted(DEVICE), Some(503));
+        assert_eq!(
+            guard.accept_first(DEVICE, &[s(503), s(502)], s(300)),
+            Some(s(503))
+        );
+        assert_eq!(last(&guard, DEVICE), Some(s(503)));
         drop(guard.forget(DEVICE));
-        assert_eq!(guard.last_accepted(DEVICE), None);
+        assert_eq!(last(&guard, DEVICE), None);
         assert!(guard.is_empty());
     }
 
@@ -204,14 +187,14 @@ mod tests {
                 for _ in 0..THREADS {
                     scope.spawn(|| {
                         barrier.wait();
-                        if guard.try_advance(&device, round) {
+                        if advance(&guard, &device, round) {
                             winners.fetch_add(1, Ordering::Relaxed);
                         }
                     });
                 }
             });
             assert_eq!(winners.into_inner(), 1, "round {round}");
-            assert_eq!(guard.last_accepted(&device), Some(round));
+            assert_eq!(last(&guard, &device), Some(s(round)));
         }
     }
 
@@ -225,10 +208,10 @@ mod tests {
                 let (guard, barrier) = (&guard, &barrier);
                 scope.spawn(move || {
                     barrier.wait();
-                    guard.try_advance(DEVICE, step);
+                    advance(guard, DEVICE, step);
                 });
             }
         });
-        assert_eq!(guard.last_accepted(DEVICE), Some(THREADS - 1));
+        assert_eq!(last(&guard, DEVICE), Some(s(THREADS - 1)));
     }
 }

@@ -221,8 +221,9 @@ impl AttemptLimiter for Throttle {
 
 #[cfg(test)]
 mod tests {
+    use super::super::guard::ReplayGuard as _;
     use super::super::replay::InMemoryReplayGuard;
-    use super::super::totp::{TokenCode, TotpKey, step_at};
+    use super::super::totp::{TokenCode, TotpKey, TotpStep};
     use super::*;
 
     const DEVICE: &str = "arn:aws:iam::123456789012:mfa/alice";
@@ -237,10 +238,13 @@ mod tests {
         now: UnixTime,
     ) -> Result<bool, Locked> {
         throttle.check(DEVICE, now)?;
-        let last = replay.last_accepted(DEVICE);
-        let accepted = key
-            .find_step_after(code, step_at(now.secs()), 1, last)
-            .is_some_and(|step| replay.try_advance(DEVICE, step));
+        let candidates = key.matching_steps(code, TotpStep::at(now), 1);
+        let accepted = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(replay.try_accept(DEVICE, &candidates, TotpStep::BEFORE_ALL))
+            .unwrap()
+            .is_some();
         if accepted {
             throttle.record_success(DEVICE);
         } else {
@@ -289,7 +293,7 @@ mod tests {
         let throttle = Throttle::default();
         let replay = InMemoryReplayGuard::new();
         let key = TotpKey::new(b"12345678901234567890").unwrap();
-        let right = key.code(step_at(T0.secs()));
+        let right = key.code(TotpStep::at(T0));
         let wrong = TokenCode::parse(if right.to_digits() == "000000" {
             "000001"
         } else {
@@ -307,7 +311,7 @@ mod tests {
         );
         // The refused attempt did not consume the step: after the lock, a fresh code works.
         let later = T0.plus_secs(30);
-        let fresh = key.code(step_at(later.secs()));
+        let fresh = key.code(TotpStep::at(later));
         assert_eq!(attempt(&throttle, &replay, &key, fresh, later), Ok(true));
         assert!(throttle.is_empty());
     }

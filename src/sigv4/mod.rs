@@ -55,8 +55,28 @@ pub struct HttpRequest<'a> {
     pub query: &'a str,
     /// Headers in arrival order; names lowercase ASCII. For HTTP/2 the caller adds ("host", authority).
     pub headers: &'a [(&'a str, &'a [u8])],
-    /// The complete body.
-    pub body: &'a [u8],
+    /// What the signature covers of the body.
+    pub payload: Payload<'a>,
+}
+
+/// The body a signature covers.
+#[non_exhaustive]
+#[derive(Clone, Copy)]
+pub enum Payload<'a> {
+    /// The whole body, hashed by the verifier.
+    Bytes(&'a [u8]),
+    /// The body's SHA-256, as its caller will check the body against while streaming it.
+    Sha256([u8; 32]),
+}
+
+/// The body's length, never its bytes (a form body holds MFA codes).
+impl fmt::Debug for Payload<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bytes(body) => write!(f, "Bytes({} bytes)", body.len()),
+            Self::Sha256(digest) => write!(f, "Sha256({})", hex::encode(digest)),
+        }
+    }
 }
 
 impl<'a> HttpRequest<'a> {
@@ -100,7 +120,7 @@ impl fmt::Debug for HttpRequest<'_> {
             .field("path", &self.path)
             .field("query_len", &self.query.len())
             .field("headers", &Headers(self.headers))
-            .field("body_len", &self.body.len())
+            .field("payload", &self.payload)
             .finish()
     }
 }

@@ -9,7 +9,7 @@ use super::index::Changed;
 use super::rows;
 use super::writer::WriteCtx;
 use crate::ids;
-use crate::mfa::totp::{TokenCode, TotpKey, step_at};
+use crate::mfa::totp::{TokenCode, TotpKey, TotpStep};
 use crate::model::{AccessKey, Device, DeviceKind, Owner, User};
 
 /// Access keys an identity may have, as in IAM.
@@ -294,23 +294,23 @@ pub(crate) struct CodePair {
 }
 
 /// Finds the step of two consecutive codes around now; the second code's step must be later
-/// than anything accepted before. Returns `(second step, drift)`.
+/// than anything accepted before. Returns `(second step, drift in steps)`.
 fn consecutive_step(
     ctx: &WriteCtx<'_>,
     device: &Device,
     pair: &CodePair,
-) -> Result<(i64, i64), StoreError> {
+) -> Result<(TotpStep, i64), StoreError> {
     let totp = device.totp().ok_or(StoreError::FidoKey)?;
-    let now_step = step_at(ctx.now.secs());
+    let now_step = TotpStep::at(ctx.now);
     let found = totp
         .key
         .find_consecutive(pair.codes.0, pair.codes.1, now_step, pair.window)
         .ok_or(StoreError::InvalidCodes)?;
-    let second_step = found.saturating_add(1);
+    let second_step = found + 1;
     if second_step <= totp.last_step {
         return Err(StoreError::InvalidCodes);
     }
-    Ok((second_step, second_step - now_step))
+    Ok((second_step, second_step.steps_since(now_step)))
 }
 
 /// EnableMFADevice: assigns a virtual or hardware device after two consecutive codes,
@@ -334,7 +334,7 @@ pub(crate) fn enable_device(
     let (step, drift) = consecutive_step(ctx, &device, pair)?;
     ctx.conn().execute(
         "UPDATE mfa_device SET assigned_to = ?1, enabled_at = ?2, drift = ?3, last_step = ?4 WHERE serial = ?5",
-        params![pair.owner.as_db(), ctx.now.secs(), drift, step, pair.serial],
+        params![pair.owner.as_db(), ctx.now.secs(), drift, step.get(), pair.serial],
     )?;
     ctx.touch(&Changed::Device(pair.serial.clone()))?;
     load_device(ctx, &pair.serial)
@@ -352,7 +352,7 @@ pub(crate) fn resync_device(ctx: &mut WriteCtx<'_>, pair: &CodePair) -> Result<(
     let (step, drift) = consecutive_step(ctx, &device, pair)?;
     ctx.conn().execute(
         "UPDATE mfa_device SET drift = ?1, last_step = ?2 WHERE serial = ?3",
-        params![drift, step, pair.serial],
+        params![drift, step.get(), pair.serial],
     )?;
     ctx.touch(&Changed::Device(pair.serial.clone()))
 }
@@ -416,11 +416,11 @@ pub(crate) fn delete_virtual_device(
 pub(crate) fn record_accepted_step(
     ctx: &mut WriteCtx<'_>,
     serial: &str,
-    step: i64,
+    step: TotpStep,
 ) -> Result<bool, StoreError> {
     let n = ctx.conn().prepare_cached(
         "UPDATE mfa_device SET last_step = ?1 WHERE serial = ?2 AND last_step < ?1 AND assigned_to IS NOT NULL",
     )?
-    .execute(params![step, serial])?;
+    .execute(params![step.get(), serial])?;
     Ok(n == 1)
 }

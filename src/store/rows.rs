@@ -6,7 +6,7 @@ use zeroize::Zeroizing;
 
 use super::error::StoreError;
 use super::seal::Sealer;
-use crate::mfa::totp::TotpKey;
+use crate::mfa::totp::{TotpKey, TotpStep};
 use crate::model::{AccessKey, Device, DeviceKind, Owner, TotpDevice, User};
 use crate::time::UnixTime;
 
@@ -70,7 +70,7 @@ pub(crate) fn device(row: &Row<'_>, sealer: &Sealer) -> Result<Device, StoreErro
         Ok(TotpDevice {
             key,
             drift: row.get(6)?,
-            last_step: row.get(7)?,
+            last_step: TotpStep::new(row.get(7)?),
         })
     };
     let kind = match kind_text.as_str() {

@@ -20,6 +20,7 @@ pub use error::AuthError;
 
 use crate::model::{AccessKey, Principal, User};
 use crate::session::{KeyRing, SessionError};
+pub use crate::sigv4::Payload;
 use crate::sigv4::{self, HttpRequest, ScopePolicy, SigV4Error, SignedRequest};
 use crate::store::{Index, ReadOnlyStore, StoreError};
 use crate::time::UnixTime;
@@ -76,14 +77,6 @@ impl VerifyPolicy {
             max_mfa_age_secs: None,
         }
     }
-}
-
-/// The body a signature covers.
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug)]
-pub enum Payload<'a> {
-    /// The whole body, hashed here.
-    Bytes(&'a [u8]),
 }
 
 /// How a request was authenticated with MFA.
@@ -178,13 +171,12 @@ impl<'a> Presented<'a> {
     }
 
     fn http(&self) -> HttpRequest<'_> {
-        let Payload::Bytes(body) = self.payload;
         HttpRequest {
             method: self.parts.method.as_str(),
             path: self.parts.uri.path(),
             query: self.parts.uri.query().unwrap_or(""),
             headers: &self.headers,
-            body,
+            payload: self.payload,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::api::RequestCtx;
 use crate::audit::{AuditEvent, Outcome};
 use crate::mfa::guard::{self, MfaRefusal, Verdict, VerifyError};
 use crate::mfa::is_u2f_arn;
-use crate::mfa::totp::{TokenCode, step_at};
+use crate::mfa::totp::{TokenCode, TotpStep};
 use crate::model::TotpDevice;
 use crate::protocol::Service;
 use crate::protocol::error::{ApiError, SESSION_CANNOT_GET_SESSION_TOKEN};
@@ -173,11 +173,11 @@ async fn with_mfa(
     totp: &TotpDevice,
     code: TokenCode,
 ) -> Result<String, ApiError> {
-    let center = step_at(ctx.now.secs()).saturating_add(totp.drift);
+    let center = TotpStep::at(ctx.now) + totp.drift;
     let window = ctx.api.config.mfa_window;
     let replay = ctx.api.replay.as_ref();
     let checked = guard::verify(ctx.api.limiter.as_ref(), serial, ctx.now, async || {
-        let candidates = guard::matching_steps(&totp.key, code, center, window);
+        let candidates = totp.key.matching_steps(code, center, window);
         if candidates.is_empty() {
             return Verdict::Refused(MfaRefusal::WrongCode);
         }

@@ -19,8 +19,8 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 
 use super::{
-    AuthForm, HttpRequest, ScopePolicy, SigV4Error, SignedRequest, canonical, check_scope_and_time,
-    derive_signing_key, parse, verify_signature,
+    AuthForm, HttpRequest, Payload, ScopePolicy, SigV4Error, SignedRequest, canonical,
+    check_scope_and_time, derive_signing_key, parse, verify_signature,
 };
 
 /// The AWS test suite's credentials (public documentation values).
@@ -49,7 +49,7 @@ impl Req {
             path: &self.path,
             query: &self.query,
             headers: &headers,
-            body: &self.body,
+            payload: Payload::Bytes(&self.body),
         })
     }
 
@@ -274,4 +274,71 @@ pub(super) fn sts_server(regions: &[String], now: i64) -> Server<'_> {
 
 pub(super) fn lossy(bytes: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(bytes)
+}
+
+/// A caller that streams the body verifies with its SHA-256 instead of its bytes: the same
+/// requests pass, a different digest fails, and a declared `x-amz-content-sha256` must state
+/// that digest.
+#[test]
+fn a_body_digest_verifies_like_the_body() {
+    use sha2::{Digest as _, Sha256};
+    let now = 1_700_000_000;
+    let regions = regions(&["us-east-1"]);
+    let server = sts_server(&regions, now);
+    let body = b"Action=GetCallerIdentity&Version=2011-06-15";
+    let headers = vec![(
+        "content-type".to_owned(),
+        "application/x-www-form-urlencoded".to_owned(),
+    )];
+    for content_sha256_header in [false, true] {
+        let req = oracle_sign(&OracleSign {
+            method: "POST",
+            host: "sts.amazonaws.com",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body,
+            akid: "AKIAIOSFODNN7EXAMPLE",
+            secret: SUITE_SECRET,
+            region: "us-east-1",
+            service: "sts",
+            token: None,
+            presigned: false,
+            content_sha256_header,
+            unix: now,
+        });
+        let digest: [u8; 32] = Sha256::digest(body).into();
+        let mut other = digest;
+        other[0] ^= 1;
+        let verify = |payload: Payload<'_>| {
+            let header_list: Vec<(&str, &[u8])> = req
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_slice()))
+                .collect();
+            let http = HttpRequest {
+                method: &req.method,
+                path: &req.path,
+                query: &req.query,
+                headers: &header_list,
+                payload,
+            };
+            let signed = parse(&http).unwrap().unwrap();
+            let key = derive_signing_key(
+                server.secret.as_bytes(),
+                &signed.scope.date,
+                &signed.scope.region,
+                &signed.scope.service,
+            );
+            verify_signature(&http, &signed, &key)
+        };
+        assert_eq!(verify(Payload::Bytes(body)), Ok(()));
+        assert_eq!(verify(Payload::Sha256(digest)), Ok(()));
+        let refused = verify(Payload::Sha256(other)).unwrap_err();
+        if content_sha256_header {
+            assert_eq!(refused, SigV4Error::PayloadHashMismatch);
+        } else {
+            assert_eq!(refused, SigV4Error::SignatureMismatch);
+        }
+    }
 }
