@@ -39,7 +39,7 @@ pub use mfa::guard::{AttemptLimiter, GuardError, GuardFuture, Locked, ReplayGuar
 pub use mfa::replay::InMemoryReplayGuard;
 pub use mfa::throttle::{Throttle, ThrottlePolicy};
 pub use mfa::totp::TotpStep;
-pub use model::Principal;
+pub use model::{AccessKey, Owner, Principal, User};
 pub use server::ServeError;
 pub use session::SessionError;
 pub use store::{Bootstrap, ROOT_CREDENTIALS_FILE, StoreError};

@@ -127,6 +127,21 @@ pub struct AccessKey {
     pub created_at: UnixTime,
 }
 
+impl AccessKey {
+    /// An active key `id` of `owner` with `secret`, for a [`CredentialLookup`] of one's own.
+    ///
+    /// [`CredentialLookup`]: crate::CredentialLookup
+    pub fn new(id: impl Into<String>, owner: Owner, secret: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            owner,
+            secret: Zeroizing::new(secret.into()),
+            active: true,
+            created_at: UnixTime::default(),
+        }
+    }
+}
+
 impl fmt::Debug for AccessKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessKey")

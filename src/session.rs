@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 use crate::ids;
 use crate::model::Owner;
 use crate::store::ServerKey;
+use crate::time::UnixTime;
 
 /// `iss` of every session token.
 const ISSUER: &str = "sts-broker";
@@ -28,8 +29,8 @@ const NBF_LEEWAY_SECS: i64 = 5;
 pub struct MfaContext {
     /// The device's serial number.
     pub serial: String,
-    /// When the code was verified, Unix seconds (`aws:MultiFactorAuthAge` = now − this).
-    pub auth_time: i64,
+    /// When the code was verified (`aws:MultiFactorAuthAge` = now − this).
+    pub auth_time: UnixTime,
 }
 
 /// What a session token says.
@@ -48,11 +49,11 @@ pub struct SessionClaims {
     /// The long-term key that obtained the session; the session dies with it.
     pub pk: String,
     /// Issued at.
-    pub iat: i64,
+    pub iat: UnixTime,
     /// Not before.
-    pub nbf: i64,
+    pub nbf: UnixTime,
     /// Expiry.
-    pub exp: i64,
+    pub exp: UnixTime,
     /// Present when MFA was verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa: Option<MfaContext>,
@@ -73,8 +74,25 @@ pub struct SessionCredentials {
     pub secret_access_key: Zeroizing<String>,
     /// The JWT.
     pub session_token: String,
-    /// Expiry, Unix seconds.
-    pub expiration: i64,
+    /// Expiry.
+    pub expiration: UnixTime,
+}
+
+/// What a session is minted for.
+#[derive(Clone, Debug)]
+pub struct SessionGrant<'a> {
+    /// Who the session acts as.
+    pub owner: &'a Owner,
+    /// The account.
+    pub account_id: &'a str,
+    /// The long-term key that obtains it; the session dies with that key.
+    pub parent_key: &'a str,
+    /// When it starts.
+    pub now: UnixTime,
+    /// How long it lasts, in seconds.
+    pub duration_secs: i64,
+    /// The MFA authentication behind it, if any.
+    pub mfa: Option<MfaContext>,
 }
 
 impl std::fmt::Debug for SessionCredentials {
@@ -109,7 +127,8 @@ struct RingKey {
 
 /// The server keys that sign session tokens and derive their secrets.
 pub struct KeyRing {
-    current: String,
+    /// The key that signs; `None` for a ring that only refuses (no server keys).
+    current: Option<String>,
     keys: HashMap<String, RingKey>,
     validation: Validation,
 }
@@ -153,17 +172,27 @@ impl KeyRing {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         Ok(Self {
-            current: newest.kid.clone(),
+            current: Some(newest.kid.clone()),
             keys: ring,
             validation,
         })
     }
 
-    fn derive_secret(key: &RingKey, akid: &str, exp: i64) -> Zeroizing<String> {
+    /// A ring without keys: it mints nothing and refuses every session token, for a verifier
+    /// of long-term credentials only.
+    pub fn empty() -> Self {
+        Self {
+            current: None,
+            keys: HashMap::new(),
+            validation: Validation::new(Algorithm::HS256),
+        }
+    }
+
+    fn derive_secret(key: &RingKey, akid: &str, exp: UnixTime) -> Zeroizing<String> {
         let mut mac = key.derivation.clone();
         mac.update(akid.as_bytes());
         mac.update(b"\0");
-        mac.update(exp.to_string().as_bytes());
+        mac.update(exp.secs().to_string().as_bytes());
         let digest: Zeroizing<[u8; 32]> = Zeroizing::new(mac.finalize().into_bytes().into());
         let mut text =
             Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(digest.as_slice()));
@@ -172,33 +201,26 @@ impl KeyRing {
         text
     }
 
-    /// Mints credentials for `owner`, obtained with long-term key `parent_key`.
-    pub fn mint(
-        &self,
-        owner: &Owner,
-        account_id: &str,
-        parent_key: &str,
-        now: i64,
-        duration_secs: i64,
-        mfa: Option<MfaContext>,
-    ) -> Result<SessionCredentials, SessionError> {
-        let key = self.keys.get(&self.current).ok_or(SessionError::Mint)?;
+    /// Mints credentials for `grant`.
+    pub fn mint(&self, grant: SessionGrant<'_>) -> Result<SessionCredentials, SessionError> {
+        let kid = self.current.as_ref().ok_or(SessionError::Mint)?;
+        let key = self.keys.get(kid).ok_or(SessionError::Mint)?;
         let akid = ids::access_key_id("ASIA").map_err(|_| SessionError::Mint)?;
-        let exp = now.saturating_add(duration_secs);
+        let exp = grant.now.plus_secs(grant.duration_secs);
         let claims = SessionClaims {
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
-            sub: owner.as_db().to_owned(),
-            acct: account_id.to_owned(),
+            sub: grant.owner.as_db().to_owned(),
+            acct: grant.account_id.to_owned(),
             akid: akid.clone(),
-            pk: parent_key.to_owned(),
-            iat: now,
-            nbf: now,
+            pk: grant.parent_key.to_owned(),
+            iat: grant.now,
+            nbf: grant.now,
             exp,
-            mfa,
+            mfa: grant.mfa,
         };
         let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(self.current.clone());
+        header.kid = Some(kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
             .map_err(|_| SessionError::Mint)?;
         Ok(SessionCredentials {
@@ -215,7 +237,7 @@ impl KeyRing {
         &self,
         access_key_id: &str,
         token: &str,
-        now: i64,
+        now: UnixTime,
     ) -> Result<(SessionClaims, Zeroizing<String>), SessionError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| SessionError::Invalid)?;
         let key = header
@@ -226,7 +248,7 @@ impl KeyRing {
         let claims = jsonwebtoken::decode::<SessionClaims>(token, &key.decoding, &self.validation)
             .map_err(|_| SessionError::Invalid)?
             .claims;
-        if claims.akid != access_key_id || claims.nbf > now.saturating_add(NBF_LEEWAY_SECS) {
+        if claims.akid != access_key_id || claims.nbf > now.plus_secs(NBF_LEEWAY_SECS) {
             return Err(SessionError::Invalid);
         }
         if now >= claims.exp {
@@ -241,53 +263,63 @@ impl KeyRing {
 mod tests {
     use super::*;
 
+    fn t(secs: i64) -> UnixTime {
+        UnixTime::from_secs(secs)
+    }
+
     fn ring(seed: u8) -> KeyRing {
         KeyRing::new(&[ServerKey {
             kid: format!("k{seed}"),
             signing: Zeroizing::new([seed; 32]),
             derivation: Zeroizing::new([seed.wrapping_add(1); 32]),
-            created_at: crate::time::UnixTime::from_secs(1),
+            created_at: t(1),
         }])
         .unwrap()
+    }
+
+    fn grant<'a>(owner: &'a Owner, now: i64, duration_secs: i64) -> SessionGrant<'a> {
+        SessionGrant {
+            owner,
+            account_id: "123456789012",
+            parent_key: "AKIAPARENT",
+            now: t(now),
+            duration_secs,
+            mfa: None,
+        }
     }
 
     #[test]
     fn minted_credentials_have_aws_shapes_and_verify() {
         let r = ring(1);
-        let c = r
-            .mint(
-                &Owner::User("AIDAX".into()),
-                "123456789012",
-                "AKIAPARENT",
-                1_000,
-                900,
-                None,
-            )
-            .unwrap();
+        let user = Owner::User("AIDAX".into());
+        let c = r.mint(grant(&user, 1_000, 900)).unwrap();
         assert!(c.access_key_id.starts_with("ASIA"));
         assert_eq!(c.access_key_id.len(), 20);
         assert_eq!(c.secret_access_key.len(), 40);
         assert!(c.session_token.len() >= 100);
-        assert_eq!(c.expiration, 1_900);
+        assert_eq!(c.expiration, t(1_900));
         assert!(!c.session_token.contains(c.secret_access_key.as_str()));
-        let (claims, secret) = r.verify(&c.access_key_id, &c.session_token, 1_899).unwrap();
+        let (claims, secret) = r
+            .verify(&c.access_key_id, &c.session_token, t(1_899))
+            .unwrap();
         assert_eq!(secret.as_str(), c.secret_access_key.as_str());
-        assert_eq!(claims.owner(), Owner::User("AIDAX".into()));
+        assert_eq!(claims.owner(), user);
+        assert_eq!(claims.pk, "AKIAPARENT");
         assert_eq!(claims.mfa, None);
     }
 
     #[test]
     fn expiry_is_exact_and_uses_the_given_clock() {
         let r = ring(1);
-        let c = r.mint(&Owner::Root, "1", "AKIA", 1_000, 900, None).unwrap();
+        let c = r.mint(grant(&Owner::Root, 1_000, 900)).unwrap();
         assert_eq!(
-            r.verify(&c.access_key_id, &c.session_token, 1_900)
+            r.verify(&c.access_key_id, &c.session_token, t(1_900))
                 .unwrap_err(),
             SessionError::Expired
         );
         // Not yet valid (before nbf minus leeway).
         assert_eq!(
-            r.verify(&c.access_key_id, &c.session_token, 990)
+            r.verify(&c.access_key_id, &c.session_token, t(990))
                 .unwrap_err(),
             SessionError::Invalid
         );
@@ -297,15 +329,16 @@ mod tests {
     fn foreign_tampered_or_mismatched_tokens_are_invalid() {
         let r = ring(1);
         let other = ring(2);
-        let c = r.mint(&Owner::Root, "1", "AKIA", 1_000, 900, None).unwrap();
+        let c = r.mint(grant(&Owner::Root, 1_000, 900)).unwrap();
         assert_eq!(
             other
-                .verify(&c.access_key_id, &c.session_token, 1_100)
+                .verify(&c.access_key_id, &c.session_token, t(1_100))
                 .unwrap_err(),
             SessionError::Invalid
         );
         assert_eq!(
-            r.verify("ASIAOTHER", &c.session_token, 1_100).unwrap_err(),
+            r.verify("ASIAOTHER", &c.session_token, t(1_100))
+                .unwrap_err(),
             SessionError::Invalid
         );
         let mut tampered = c.session_token.clone().into_bytes();
@@ -313,11 +346,11 @@ mod tests {
         tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).unwrap();
         assert_eq!(
-            r.verify(&c.access_key_id, &tampered, 1_100).unwrap_err(),
+            r.verify(&c.access_key_id, &tampered, t(1_100)).unwrap_err(),
             SessionError::Invalid
         );
         assert_eq!(
-            r.verify(&c.access_key_id, "garbage", 1_100).unwrap_err(),
+            r.verify(&c.access_key_id, "garbage", t(1_100)).unwrap_err(),
             SessionError::Invalid
         );
     }
@@ -327,23 +360,60 @@ mod tests {
         let r = ring(3);
         let mfa = MfaContext {
             serial: "arn:aws:iam::1:mfa/a".into(),
-            auth_time: 1_000,
+            auth_time: t(1_000),
         };
         let c = r
-            .mint(&Owner::Root, "1", "AKIA", 1_000, 3600, Some(mfa.clone()))
+            .mint(SessionGrant {
+                mfa: Some(mfa.clone()),
+                ..grant(&Owner::Root, 1_000, 3600)
+            })
             .unwrap();
-        let (claims, _) = r.verify(&c.access_key_id, &c.session_token, 1_100).unwrap();
+        let (claims, _) = r
+            .verify(&c.access_key_id, &c.session_token, t(1_100))
+            .unwrap();
         assert_eq!(claims.mfa, Some(mfa));
     }
 
     #[test]
     fn another_process_with_the_same_keys_verifies() {
-        let c = ring(4)
-            .mint(&Owner::Root, "1", "AKIA", 10, 900, None)
-            .unwrap();
+        let c = ring(4).mint(grant(&Owner::Root, 10, 900)).unwrap();
         let (_, secret) = ring(4)
-            .verify(&c.access_key_id, &c.session_token, 20)
+            .verify(&c.access_key_id, &c.session_token, t(20))
             .unwrap();
         assert_eq!(secret.as_str(), c.secret_access_key.as_str());
+    }
+
+    #[test]
+    fn derived_secrets_are_stable_across_releases() {
+        // Values from Python: base64(HMAC-SHA256(derivation key, akid || 0 || exp))[..40].
+        // Sessions outlive a broker upgrade only while these stay the same.
+        let r = ring(1);
+        let key = r.keys.get("k1").unwrap();
+        assert_eq!(
+            KeyRing::derive_secret(key, "ASIAEXAMPLEEXAMPLE12", t(1_900)).as_str(),
+            "oC4s/Z2Ao7VQNAXK/+/YEtGzI7kpoGuhPWhTj5SE"
+        );
+        let r = ring(4);
+        let key = r.keys.get("k4").unwrap();
+        assert_eq!(
+            KeyRing::derive_secret(key, "ASIAZZZZZZZZZZZZZZZZ", t(1_767_225_600)).as_str(),
+            "GmiXeC/wJhDIps/AoGuNWrAIqaXeekCLFTwa44ik"
+        );
+    }
+
+    #[test]
+    fn an_empty_ring_mints_nothing_and_refuses_every_token() {
+        let empty = KeyRing::empty();
+        assert_eq!(
+            empty.mint(grant(&Owner::Root, 10, 900)).unwrap_err(),
+            SessionError::Mint
+        );
+        let c = ring(1).mint(grant(&Owner::Root, 10, 900)).unwrap();
+        assert_eq!(
+            empty
+                .verify(&c.access_key_id, &c.session_token, t(20))
+                .unwrap_err(),
+            SessionError::Invalid
+        );
     }
 }

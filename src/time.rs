@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 const SECS_PER_DAY: i64 = 86_400;
 
 /// An instant, in whole seconds since 1970-01-01T00:00:00Z.
@@ -17,7 +19,10 @@ const SECS_PER_DAY: i64 = 86_400;
 /// The broker judges every request at one such instant read from its injected clock, so
 /// signature skew, TOTP steps, session expiry and lock-outs agree with each other and move
 /// together in tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
 pub struct UnixTime(i64);
 
 impl UnixTime {

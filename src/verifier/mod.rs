@@ -190,6 +190,93 @@ impl<'a> Presented<'a> {
 }
 
 /// Checks SigV4 requests against credentials the broker issued or knows.
+///
+/// A service of one's own, with its own credential source, checks a request signed for it by
+/// any AWS signer (here aws-sigv4, as the AWS SDKs sign):
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::{Duration, UNIX_EPOCH};
+///
+/// use aws_credential_types::Credentials;
+/// use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+/// use aws_sigv4::sign::v4;
+/// use sts_broker::{
+///     AccessKey, AuthError, CredentialLookup, Owner, Payload, UnixTime, User, Verifier,
+///     VerifyPolicy,
+/// };
+///
+/// /// One IAM user with one access key.
+/// struct OneKey(Arc<AccessKey>, Arc<User>);
+///
+/// impl CredentialLookup for OneKey {
+///     fn account_id(&self) -> &str {
+///         "123456789012"
+///     }
+///     fn access_key(&self, id: &str) -> Option<Arc<AccessKey>> {
+///         (id == self.0.id).then(|| Arc::clone(&self.0))
+///     }
+///     fn user(&self, id: &str) -> Option<Arc<User>> {
+///         (id == self.1.id).then(|| Arc::clone(&self.1))
+///     }
+/// }
+///
+/// let alice = User {
+///     id: "AIDAEXAMPLEALICE12345".into(),
+///     name: "alice".into(),
+///     path: "/".into(),
+///     created_at: UnixTime::default(),
+/// };
+/// let key = AccessKey::new(
+///     "AKIAEXAMPLEALICE1234",
+///     Owner::User(alice.id.clone()),
+///     "alice-secret-access-key-0123456789abcdef",
+/// );
+/// let verifier = Verifier::with_credentials(Arc::new(OneKey(Arc::new(key), Arc::new(alice))));
+///
+/// // The client side: sign `GET /orders` for the `execute-api` service.
+/// let now = 1_767_225_600;
+/// let mut request = http::Request::get("https://api.example.com/orders?limit=5")
+///     .body(Vec::new())?;
+/// let identity = Credentials::new(
+///     "AKIAEXAMPLEALICE1234",
+///     "alice-secret-access-key-0123456789abcdef",
+///     None,
+///     None,
+///     "example",
+/// )
+/// .into();
+/// let params = v4::SigningParams::builder()
+///     .identity(&identity)
+///     .region("us-east-1")
+///     .name("execute-api")
+///     .time(UNIX_EPOCH + Duration::from_secs(now))
+///     .settings(SigningSettings::default())
+///     .build()?
+///     .into();
+/// let signable = SignableRequest::new(
+///     "GET",
+///     request.uri().to_string(),
+///     std::iter::empty(),
+///     SignableBody::Bytes(&[]),
+/// )?;
+/// let (instructions, _) = sign(signable, &params)?.into_parts();
+/// instructions.apply_to_request_http1x(&mut request);
+///
+/// // The service side.
+/// let (parts, body) = request.into_parts();
+/// let policy = VerifyPolicy::new("execute-api");
+/// let at = UnixTime::from_secs(now as i64);
+/// let caller = verifier.verify(&parts, Payload::Bytes(&body), &policy, at)?;
+/// assert_eq!(caller.arn, "arn:aws:iam::123456789012:user/alice");
+/// assert!(!caller.mfa_present());
+///
+/// // A long-term key has no MFA context, so a policy that requires MFA refuses it.
+/// let strict = VerifyPolicy { require_mfa: true, ..policy };
+/// let refused = verifier.verify(&parts, Payload::Bytes(&body), &strict, at);
+/// assert_eq!(refused.unwrap_err(), AuthError::MfaRequired);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Verifier {
     credentials: Arc<dyn CredentialLookup>,
@@ -215,6 +302,12 @@ impl Verifier {
             keys,
             _follower: None,
         }
+    }
+
+    /// A verifier of the long-term keys `credentials` knows; it refuses every session token
+    /// (it has no server keys to check them with).
+    pub fn with_credentials(credentials: Arc<dyn CredentialLookup>) -> Self {
+        Self::new(credentials, Arc::new(KeyRing::empty()))
     }
 
     /// A verifier over a broker's data dir, opened read-only (nothing is created or written)
@@ -346,7 +439,7 @@ impl Verifier {
             .ok_or(AuthError::InvalidSessionToken)?;
         let (claims, secret) = self
             .keys
-            .verify(&signed.scope.access_key_id, token, now.secs())
+            .verify(&signed.scope.access_key_id, token, now)
             .map_err(|e| match e {
                 SessionError::Expired => AuthError::ExpiredSessionToken,
                 _ => AuthError::InvalidSessionToken,
@@ -362,10 +455,10 @@ impl Verifier {
         }
         let principal = self.principal(&owner).ok_or(AuthError::SessionParentGone)?;
         let session = SessionContext {
-            expires_at: UnixTime::from_secs(claims.exp),
+            expires_at: claims.exp,
             mfa: claims.mfa.as_ref().map(|m| MfaAuthentication {
                 serial: m.serial.clone(),
-                authenticated_at: UnixTime::from_secs(m.auth_time),
+                authenticated_at: m.auth_time,
             }),
         };
         let caller = self.caller(

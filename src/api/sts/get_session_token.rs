@@ -24,9 +24,8 @@ use crate::protocol::error::{ApiError, SESSION_CANNOT_GET_SESSION_TOKEN};
 use crate::protocol::params::Params;
 use crate::protocol::validate::{Checks, is_serial_char, parse_int};
 use crate::protocol::xml::{XmlWriter, success_body};
-use crate::session::{MfaContext, SessionCredentials};
+use crate::session::{MfaContext, SessionCredentials, SessionGrant};
 use crate::store::ops;
-use crate::time::UnixTime;
 
 /// Shortest session, seconds.
 const MIN_DURATION: i64 = 900;
@@ -138,7 +137,7 @@ pub(super) async fn handle(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
             let creds = mint(ctx, duration, None)?;
             let mut event = event(ctx, Outcome::Success, None, None);
             event.mfa_authenticated = Some(false);
-            event.expiration = Some(UnixTime::from_secs(creds.expiration).iso8601());
+            event.expiration = Some(creds.expiration.iso8601());
             ctx.api.store.audit_and_wait(event.to_line()).await?;
             Ok(render(ctx, &creds))
         }
@@ -197,12 +196,12 @@ async fn with_mfa(
     };
     let mfa = MfaContext {
         serial: serial.to_owned(),
-        auth_time: ctx.now.secs(),
+        auth_time: ctx.now,
     };
     let creds = mint(ctx, duration, Some(mfa))?;
     let mut event = event(ctx, Outcome::Success, Some(serial), None);
     event.mfa_authenticated = Some(true);
-    event.expiration = Some(UnixTime::from_secs(creds.expiration).iso8601());
+    event.expiration = Some(creds.expiration.iso8601());
     let line = event.to_line();
     let serial_owned = serial.to_owned();
     // The accepted step is durable before the credentials are returned (group commit).
@@ -227,14 +226,14 @@ fn mint(
 ) -> Result<SessionCredentials, ApiError> {
     ctx.api
         .keys
-        .mint(
-            &ctx.caller.principal.owner(),
-            ctx.account(),
-            &ctx.caller.parent_access_key_id,
-            ctx.now.secs(),
-            duration,
+        .mint(SessionGrant {
+            owner: &ctx.caller.principal.owner(),
+            account_id: ctx.account(),
+            parent_key: &ctx.caller.parent_access_key_id,
+            now: ctx.now,
+            duration_secs: duration,
             mfa,
-        )
+        })
         .map_err(|e| {
             tracing::error!(error = %e, "minting session credentials failed");
             ApiError::InternalFailure
@@ -281,7 +280,7 @@ fn refuse_mfa(ctx: &RequestCtx<'_>, serial: &str, refusal: MfaRefusal) -> ApiErr
 }
 
 fn render(ctx: &RequestCtx<'_>, creds: &SessionCredentials) -> String {
-    let expiration = UnixTime::from_secs(creds.expiration).iso8601();
+    let expiration = creds.expiration.iso8601();
     success_body(
         "GetSessionToken",
         Service::Sts.namespace(),
