@@ -38,7 +38,7 @@ impl From<String> for AuditTarget {
 }
 
 /// Where audit lines are appended.
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     sink: Sink,
 }
 
@@ -61,7 +61,7 @@ impl std::fmt::Debug for AuditLog {
 
 impl AuditLog {
     /// Opens `target` for appending (a file is created with mode 0600).
-    pub fn open(target: &AuditTarget) -> std::io::Result<Self> {
+    pub(crate) fn open(target: &AuditTarget) -> std::io::Result<Self> {
         let sink = match target {
             AuditTarget::File(path) => {
                 let mut options = OpenOptions::new();
@@ -83,7 +83,7 @@ impl AuditLog {
     }
 
     /// Appends `lines`, one JSON object each, and flushes them to the sink.
-    pub fn append(&mut self, lines: &[String]) -> std::io::Result<()> {
+    pub(crate) fn append(&mut self, lines: &[String]) -> std::io::Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
@@ -106,7 +106,7 @@ impl AuditLog {
     }
 
     /// Flushes buffered lines.
-    pub fn flush(&mut self) -> std::io::Result<()> {
+    pub(crate) fn flush(&mut self) -> std::io::Result<()> {
         match &mut self.sink {
             Sink::File(w) => w.flush(),
             Sink::Stdout | Sink::Off => Ok(()),
@@ -117,7 +117,7 @@ impl AuditLog {
 /// The outcome of an audited action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The action took effect.
     Success,
     /// The action was refused or failed.
@@ -126,7 +126,7 @@ pub enum Outcome {
 
 /// One audit record.
 #[derive(Clone, Debug, Serialize)]
-pub struct AuditEvent<'a> {
+pub(crate) struct AuditEvent<'a> {
     /// When, ISO 8601 UTC.
     pub time: String,
     /// The request id returned to the client (or `admin` for operator commands).
@@ -168,7 +168,7 @@ pub struct AuditEvent<'a> {
 
 impl<'a> AuditEvent<'a> {
     /// A record with the required fields; the rest are set by the caller.
-    pub fn new(
+    pub(crate) fn new(
         now: UnixTime,
         request_id: &'a str,
         account: &'a str,
@@ -194,7 +194,7 @@ impl<'a> AuditEvent<'a> {
     }
 
     /// The JSON line (without newline).
-    pub fn to_line(&self) -> String {
+    pub(crate) fn to_line(&self) -> String {
         // Serialising plain strings, numbers and addresses cannot fail; an empty object is a
         // visible, harmless fallback.
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())

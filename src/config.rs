@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::value::{SeqDeserializer, StringDeserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
 
-pub use crate::audit::AuditTarget;
+pub(crate) use crate::audit::AuditTarget;
 
 /// Prefix of the environment variables that set keys.
 const ENV_PREFIX: &str = "STS_BROKER_";

@@ -14,7 +14,7 @@ pub struct RandomError;
 const ID_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 /// `N` random bytes.
-pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     let mut buf = [0u8; N];
     aws_lc_rs::rand::fill(&mut buf).map_err(|_| RandomError)?;
     Ok(buf)
@@ -39,17 +39,17 @@ fn random_id_chars(len: usize) -> Result<String, RandomError> {
 }
 
 /// A long-term (`AKIA`) or session (`ASIA`) access key id: the prefix and 16 characters.
-pub fn access_key_id(prefix: &str) -> Result<String, RandomError> {
+pub(crate) fn access_key_id(prefix: &str) -> Result<String, RandomError> {
     Ok(format!("{prefix}{}", random_id_chars(16)?))
 }
 
 /// An IAM user id: `AIDA` and 17 characters (21 in all, as AWS's).
-pub fn user_id() -> Result<String, RandomError> {
+pub(crate) fn user_id() -> Result<String, RandomError> {
     Ok(format!("AIDA{}", random_id_chars(17)?))
 }
 
 /// A 40-character secret access key from 30 random bytes (base64, no padding needed).
-pub fn secret_access_key() -> Result<Zeroizing<String>, RandomError> {
+pub(crate) fn secret_access_key() -> Result<Zeroizing<String>, RandomError> {
     let bytes = Zeroizing::new(random_bytes::<30>()?);
     Ok(Zeroizing::new(
         base64::engine::general_purpose::STANDARD.encode(bytes.as_slice()),
@@ -57,7 +57,7 @@ pub fn secret_access_key() -> Result<Zeroizing<String>, RandomError> {
 }
 
 /// A 12-digit account id without a leading zero (scripts read it as a number).
-pub fn account_id() -> Result<String, RandomError> {
+pub(crate) fn account_id() -> Result<String, RandomError> {
     let mut digits = String::with_capacity(12);
     while digits.len() < 12 {
         for b in random_bytes::<16>()? {
@@ -75,7 +75,7 @@ pub fn account_id() -> Result<String, RandomError> {
 
 /// A UUID v4 request id. Falls back to a counter-based id if the random source fails, since a
 /// request id needs to be unique, not secret.
-pub fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static FALLBACK: AtomicU64 = AtomicU64::new(0);
     let mut b = random_bytes::<16>().unwrap_or_else(|_| {

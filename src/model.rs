@@ -156,7 +156,7 @@ impl fmt::Debug for AccessKey {
 
 /// What a TOTP device (virtual or hardware) has beyond its serial.
 #[derive(Clone)]
-pub struct TotpDevice {
+pub(crate) struct TotpDevice {
     /// The keyed TOTP secret.
     pub key: TotpKey,
     /// The device clock's offset from ours in steps, learnt at enable or resync.
@@ -168,7 +168,7 @@ pub struct TotpDevice {
 /// The three MFA device types AWS documents, each with exactly what it needs: a TOTP device
 /// can be checked on STS; a FIDO key carries no TOTP secret, so it never can.
 #[derive(Clone)]
-pub enum DeviceKind {
+pub(crate) enum DeviceKind {
     /// A TOTP app; created through CreateVirtualMFADevice.
     Virtual {
         /// Who created it (users may only manage the unassigned ones they created).
@@ -188,7 +188,7 @@ pub enum DeviceKind {
 
 /// An MFA device.
 #[derive(Clone)]
-pub struct Device {
+pub(crate) struct Device {
     /// Virtual: `arn:aws:iam::ACCOUNT:mfa{path}{name}`; hardware: the vendor serial; FIDO:
     /// `arn:aws:iam::ACCOUNT:u2f/user/NAME/KEYNAME-XXXXXXXX`.
     pub serial: String,
@@ -202,7 +202,7 @@ pub struct Device {
 
 impl Device {
     /// The TOTP secret and state, unless this is a FIDO key.
-    pub fn totp(&self) -> Option<&TotpDevice> {
+    pub(crate) fn totp(&self) -> Option<&TotpDevice> {
         match &self.kind {
             DeviceKind::Virtual { totp, .. } | DeviceKind::Hardware { totp } => Some(totp),
             DeviceKind::Fido => None,
@@ -210,12 +210,12 @@ impl Device {
     }
 
     /// Whether this is a FIDO security key.
-    pub fn is_fido(&self) -> bool {
+    pub(crate) fn is_fido(&self) -> bool {
         matches!(self.kind, DeviceKind::Fido)
     }
 
     /// Who created a virtual device.
-    pub fn creator(&self) -> Option<&Owner> {
+    pub(crate) fn creator(&self) -> Option<&Owner> {
         match &self.kind {
             DeviceKind::Virtual { creator, .. } => Some(creator),
             _ => None,

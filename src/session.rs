@@ -26,7 +26,7 @@ const NBF_LEEWAY_SECS: i64 = 5;
 
 /// The MFA context of credentials obtained with a verified code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MfaContext {
+pub(crate) struct MfaContext {
     /// The device's serial number.
     pub serial: String,
     /// When the code was verified (`aws:MultiFactorAuthAge` = now − this).
@@ -35,7 +35,7 @@ pub struct MfaContext {
 
 /// What a session token says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionClaims {
+pub(crate) struct SessionClaims {
     /// Issuer.
     pub iss: String,
     /// Audience.
@@ -61,13 +61,13 @@ pub struct SessionClaims {
 
 impl SessionClaims {
     /// The principal as an owner.
-    pub fn owner(&self) -> Owner {
+    pub(crate) fn owner(&self) -> Owner {
         Owner::from_db(self.sub.clone())
     }
 }
 
 /// Freshly minted session credentials.
-pub struct SessionCredentials {
+pub(crate) struct SessionCredentials {
     /// `ASIA…`.
     pub access_key_id: String,
     /// 40-character secret.
@@ -80,7 +80,7 @@ pub struct SessionCredentials {
 
 /// What a session is minted for.
 #[derive(Clone, Debug)]
-pub struct SessionGrant<'a> {
+pub(crate) struct SessionGrant<'a> {
     /// Who the session acts as.
     pub owner: &'a Owner,
     /// The account.
@@ -126,7 +126,7 @@ struct RingKey {
 }
 
 /// The server keys that sign session tokens and derive their secrets.
-pub struct KeyRing {
+pub(crate) struct KeyRing {
     /// The key that signs; `None` for a ring that only refuses (no server keys).
     current: Option<String>,
     keys: HashMap<String, RingKey>,
@@ -144,7 +144,7 @@ impl std::fmt::Debug for KeyRing {
 
 impl KeyRing {
     /// A ring of `keys`; the newest signs, all verify.
-    pub fn new(keys: &[ServerKey]) -> Result<Self, SessionError> {
+    pub(crate) fn new(keys: &[ServerKey]) -> Result<Self, SessionError> {
         let newest = keys
             .iter()
             .max_by_key(|k| k.created_at)
@@ -180,7 +180,7 @@ impl KeyRing {
 
     /// A ring without keys: it mints nothing and refuses every session token, for a verifier
     /// of long-term credentials only.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Self {
             current: None,
             keys: HashMap::new(),
@@ -202,7 +202,7 @@ impl KeyRing {
     }
 
     /// Mints credentials for `grant`.
-    pub fn mint(&self, grant: SessionGrant<'_>) -> Result<SessionCredentials, SessionError> {
+    pub(crate) fn mint(&self, grant: SessionGrant<'_>) -> Result<SessionCredentials, SessionError> {
         let kid = self.current.as_ref().ok_or(SessionError::Mint)?;
         let key = self.keys.get(kid).ok_or(SessionError::Mint)?;
         let akid = ids::access_key_id("ASIA").map_err(|_| SessionError::Mint)?;
@@ -233,7 +233,7 @@ impl KeyRing {
 
     /// Checks a session token presented with `access_key_id` at `now`; returns its claims and
     /// the re-derived secret.
-    pub fn verify(
+    pub(crate) fn verify(
         &self,
         access_key_id: &str,
         token: &str,

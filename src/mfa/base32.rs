@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 /// Why a base32 text was refused. Positions count characters from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
-pub enum Base32Error {
+pub(crate) enum Base32Error {
     /// A character outside `A-Z`, `a-z`, `2-7`, space and `=`.
     #[error("invalid base32 character at position {position}")]
     InvalidCharacter {
@@ -40,7 +40,7 @@ pub enum Base32Error {
 }
 
 /// Encodes `bytes` as uppercase base32 without padding.
-pub fn encode(bytes: &[u8]) -> String {
+pub(crate) fn encode(bytes: &[u8]) -> String {
     BASE32_NOPAD.encode(bytes)
 }
 
@@ -50,7 +50,7 @@ pub fn encode(bytes: &[u8]) -> String {
 /// character (so errors can name its position among characters, not bytes, and tell data after
 /// padding from garbage) and copies the symbols, uppercased, into a buffer that is wiped after
 /// use. The strict decoder then refuses impossible lengths and non-zero trailing bits.
-pub fn decode(text: &str) -> Result<Vec<u8>, Base32Error> {
+pub(crate) fn decode(text: &str) -> Result<Vec<u8>, Base32Error> {
     let mut symbols = Zeroizing::new(Vec::with_capacity(text.len()));
     let mut in_padding = false;
     for (position, ch) in text.chars().enumerate() {

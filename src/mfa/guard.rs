@@ -90,7 +90,7 @@ pub trait AttemptLimiter: Send + Sync {
 
 /// Why an MFA check refused, as the audit log records it; each API words it for the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MfaRefusal {
+pub(crate) enum MfaRefusal {
     /// A FIDO security key was named where only TOTP devices can be checked.
     FidoKey,
     /// The serial names no enabled TOTP device of the caller.
@@ -112,7 +112,7 @@ pub enum MfaRefusal {
 
 impl MfaRefusal {
     /// The audit log's word for it.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Self::FidoKey => "fido_key",
             Self::UnknownDevice => "unknown_device",
@@ -127,7 +127,7 @@ impl MfaRefusal {
 
 /// How a judged attempt ended.
 #[derive(Debug)]
-pub enum Verdict<T, E> {
+pub(crate) enum Verdict<T, E> {
     /// The code was right: the attempt's failure is cleared.
     Accepted(T),
     /// The code was wrong or spent: the attempt stays counted as a failure.
@@ -139,7 +139,7 @@ pub enum Verdict<T, E> {
 
 /// Why [`verify`] did not accept.
 #[derive(Debug)]
-pub enum VerifyError<E> {
+pub(crate) enum VerifyError<E> {
     /// The attempt was refused (locked, wrong, spent…).
     Refused(MfaRefusal),
     /// The attempt limiter could not answer.
@@ -153,14 +153,14 @@ pub enum VerifyError<E> {
 /// unsettled (a wrong code, a request abandoned halfway) leaves it counted as a failure, the
 /// safe default.
 #[must_use = "an attempt is settled with succeed() or cancel(), or dropped as a failure"]
-pub struct Attempt<'a> {
+pub(crate) struct Attempt<'a> {
     limiter: &'a dyn AttemptLimiter,
     device: &'a str,
 }
 
 impl<'a> Attempt<'a> {
     /// Begins an attempt; `Err(Locked)` while the device is locked.
-    pub async fn begin(
+    pub(crate) async fn begin(
         limiter: &'a dyn AttemptLimiter,
         device: &'a str,
         now: UnixTime,
@@ -172,12 +172,12 @@ impl<'a> Attempt<'a> {
     }
 
     /// The code proved right.
-    pub async fn succeed(self) -> Result<(), GuardError> {
+    pub(crate) async fn succeed(self) -> Result<(), GuardError> {
         self.limiter.succeed(self.device).await
     }
 
     /// The code was never judged.
-    pub async fn cancel(self) -> Result<(), GuardError> {
+    pub(crate) async fn cancel(self) -> Result<(), GuardError> {
         self.limiter.cancel(self.device).await
     }
 }
@@ -186,7 +186,7 @@ impl<'a> Attempt<'a> {
 /// all; an accepted verdict clears the device's failures, a refusal stays counted, and an
 /// unjudged end gives the attempt back. GetSessionToken, EnableMFADevice and ResyncMFADevice
 /// all check codes through here.
-pub async fn verify<T, E>(
+pub(crate) async fn verify<T, E>(
     limiter: &dyn AttemptLimiter,
     device: &str,
     now: UnixTime,

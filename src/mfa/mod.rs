@@ -31,16 +31,16 @@
 //! Nothing here reads the system clock, touches the network or the disk; only the guard
 //! traits are async, so that a network store can implement them.
 
-pub mod base32;
-pub mod guard;
-pub mod qr;
-pub mod replay;
-pub mod throttle;
-pub mod totp;
+pub(crate) mod base32;
+pub(crate) mod guard;
+pub(crate) mod qr;
+pub(crate) mod replay;
+pub(crate) mod throttle;
+pub(crate) mod totp;
 
 /// Whether a serial has the ARN form of a FIDO security key (`arn:aws:iam::ACCOUNT:u2f/…`):
 /// such a serial is refused on every STS path and by EnableMFADevice, registered or not.
-pub fn is_u2f_arn(serial: &str) -> bool {
+pub(crate) fn is_u2f_arn(serial: &str) -> bool {
     serial.starts_with("arn:") && serial.contains(":u2f/")
 }
 

@@ -13,16 +13,16 @@ use super::totp::{CODE_DIGITS, STEP_SECONDS};
 use crate::percent;
 
 /// Light modules around the code on each side, as ISO/IEC 18004 requires.
-pub const QUIET_ZONE_MODULES: u32 = 4;
+pub(crate) const QUIET_ZONE_MODULES: u32 = 4;
 
 /// Image pixels per QR module along each axis: big enough for phone cameras to read off a
 /// screen, small enough that the PNG of a 64-character seed's URI stays near 1 KB.
-pub const PIXELS_PER_MODULE: u32 = 4;
+pub(crate) const PIXELS_PER_MODULE: u32 = 4;
 
 /// Why a QR code image could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
-pub enum QrError {
+pub(crate) enum QrError {
     /// The text does not fit in the largest QR code (version 40) at medium error correction.
     #[error("text too long for a QR code")]
     TooLong,
@@ -38,7 +38,7 @@ pub enum QrError {
 /// characters), so spaces, `@`, `:` and non-ASCII text survive and the label's one literal
 /// `:` separates issuer from account. An empty `issuer` is left out of both the label and
 /// the query.
-pub fn otpauth_uri(issuer: &str, account_label: &str, base32_secret: &str) -> String {
+pub(crate) fn otpauth_uri(issuer: &str, account_label: &str, base32_secret: &str) -> String {
     let label = if issuer.is_empty() {
         percent::encode_str(account_label)
     } else {
@@ -65,7 +65,7 @@ pub fn otpauth_uri(issuer: &str, account_label: &str, base32_secret: &str) -> St
 /// A PNG image of `text` as a QR code: error correction at least medium (`qrcodegen` raises
 /// it when that costs no extra size), a [`QUIET_ZONE_MODULES`] light border, and
 /// [`PIXELS_PER_MODULE`] pixels per module, in 1-bit grayscale.
-pub fn qr_png(text: &str) -> Result<Vec<u8>, QrError> {
+pub(crate) fn qr_png(text: &str) -> Result<Vec<u8>, QrError> {
     let qr = QrCode::encode_text(text, QrCodeEcc::Medium).map_err(|_| QrError::TooLong)?;
     let modules = u32::try_from(qr.size())
         .ok()

@@ -20,19 +20,19 @@ use thiserror::Error;
 use crate::time::UnixTime;
 
 /// Length of one TOTP time step (RFC 6238 X), in seconds.
-pub const STEP_SECONDS: i64 = 30;
+pub(crate) const STEP_SECONDS: i64 = 30;
 
 /// Number of digits in a token code.
-pub const CODE_DIGITS: u32 = 6;
+pub(crate) const CODE_DIGITS: u32 = 6;
 
 /// Shortest seed accepted, in bytes. RFC 4226 §4 asks for 128 bits and recommends 160, but
 /// hardware tokens in the field ship 80-bit (10-byte) seeds, and the broker must accept them.
 /// Seeds the broker mints itself should be 20 bytes or more (AWS uses 40).
-pub const MIN_SEED_BYTES: usize = 10;
+pub(crate) const MIN_SEED_BYTES: usize = 10;
 
 /// Longest seed accepted, in bytes: one SHA-1 block. HMAC hashes longer keys down to 20
 /// bytes first, so they add nothing but a way to store garbage.
-pub const MAX_SEED_BYTES: usize = 64;
+pub(crate) const MAX_SEED_BYTES: usize = 64;
 
 /// Modulus for six-digit codes.
 const CODE_MODULUS: u32 = 1_000_000;
@@ -92,11 +92,11 @@ impl Sub<i64> for TotpStep {
 /// 1,000,000. Equality is constant-time. `Debug` is redacted and there is no `Display`: codes
 /// are secrets while they are valid, and must not reach logs.
 #[derive(Clone, Copy)]
-pub struct TokenCode(u32);
+pub(crate) struct TokenCode(u32);
 
 impl TokenCode {
     /// Parses exactly six ASCII digits: no sign, no whitespace, no other Unicode digits.
-    pub fn parse(text: &str) -> Option<TokenCode> {
+    pub(crate) fn parse(text: &str) -> Option<TokenCode> {
         let bytes = text.as_bytes();
         if bytes.len() != CODE_DIGITS as usize || !bytes.iter().all(u8::is_ascii_digit) {
             return None;
@@ -111,7 +111,7 @@ impl TokenCode {
     ///
     /// This is the secret itself: for sending it (tests, clients), never for logging.
     #[cfg(test)]
-    pub fn to_digits(self) -> String {
+    pub(crate) fn to_digits(self) -> String {
         format!("{:06}", self.0)
     }
 }
@@ -139,7 +139,7 @@ impl fmt::Debug for TokenCode {
 /// Why a seed could not become a [`TotpKey`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
-pub enum TotpError {
+pub(crate) enum TotpError {
     /// The seed has no bytes.
     #[error("TOTP seed is empty")]
     EmptySeed,
@@ -167,13 +167,13 @@ pub enum TotpError {
 /// equivalent to the key, so `Debug` is redacted. It is wiped on drop only when the `hmac`
 /// and `sha1` crates are built with their `zeroize` features.
 #[derive(Clone)]
-pub struct TotpKey {
+pub(crate) struct TotpKey {
     keyed_mac: Hmac<Sha1>,
 }
 
 impl TotpKey {
     /// Keys an HMAC-SHA1 with `seed`, which must be 10 to 64 bytes long.
-    pub fn new(seed: &[u8]) -> Result<TotpKey, TotpError> {
+    pub(crate) fn new(seed: &[u8]) -> Result<TotpKey, TotpError> {
         match seed.len() {
             0 => Err(TotpError::EmptySeed),
             len if len < MIN_SEED_BYTES => Err(TotpError::SeedTooShort { len }),
@@ -203,7 +203,7 @@ impl TotpKey {
     ///
     /// Steps before 1970 (negative) are reinterpreted as two's-complement counters; a real
     /// clock never produces them, but the function stays total.
-    pub fn code(&self, step: TotpStep) -> TokenCode {
+    pub(crate) fn code(&self, step: TotpStep) -> TokenCode {
         TokenCode(self.dynamic_truncation(step.0.cast_unsigned()) % CODE_MODULUS)
     }
 
@@ -216,7 +216,12 @@ impl TotpKey {
     /// Every step of the window is computed and compared in constant time, with no early exit,
     /// so timing reveals neither whether nor where the code matched, only (as the answer will)
     /// whether it did. The replay guard then decides which of them, if any, is still unused.
-    pub fn matching_steps(&self, code: TokenCode, center: TotpStep, window: u32) -> Vec<TotpStep> {
+    pub(crate) fn matching_steps(
+        &self,
+        code: TokenCode,
+        center: TotpStep,
+        window: u32,
+    ) -> Vec<TotpStep> {
         let (low, high) = window_bounds(center.0, window);
         let mut matches = Vec::new();
         for step in low..=high {
@@ -238,7 +243,7 @@ impl TotpKey {
     /// computed and compared in constant time; among several matches the one closest to the
     /// centre wins, the earlier on equal distance, as in
     /// [`matching_steps`](Self::matching_steps).
-    pub fn find_consecutive(
+    pub(crate) fn find_consecutive(
         &self,
         first: TokenCode,
         second: TokenCode,

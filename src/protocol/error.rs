@@ -13,33 +13,34 @@ use crate::store::StoreError;
 use crate::verifier::AuthError;
 
 /// `AccessDenied` text for a wrong (or replayed, or throttled) TOTP code.
-pub const MFA_INVALID_CODE: &str =
+pub(crate) const MFA_INVALID_CODE: &str =
     "MultiFactorAuthentication failed with invalid MFA one time pass code.";
 /// `AccessDenied` text for a serial that is unknown, not the caller's or not enabled (two spaces).
-pub const MFA_UNABLE_TO_VALIDATE: &str = "MultiFactorAuthentication failed, unable to validate MFA code.  Please verify your MFA serial number is valid and associated with this user.";
+pub(crate) const MFA_UNABLE_TO_VALIDATE: &str = "MultiFactorAuthentication failed, unable to validate MFA code.  Please verify your MFA serial number is valid and associated with this user.";
 /// `AccessDenied` text for a FIDO security key named on the STS path.
-pub const MFA_FIDO_NOT_ALLOWED: &str = "MultiFactorAuthentication failed: FIDO security keys cannot be used with STS API operations. Use a virtual or hardware MFA device.";
+pub(crate) const MFA_FIDO_NOT_ALLOWED: &str = "MultiFactorAuthentication failed: FIDO security keys cannot be used with STS API operations. Use a virtual or hardware MFA device.";
 /// `AccessDenied` text for session credentials calling GetSessionToken.
-pub const SESSION_CANNOT_GET_SESSION_TOKEN: &str =
+pub(crate) const SESSION_CANNOT_GET_SESSION_TOKEN: &str =
     "Cannot call GetSessionToken with session credentials";
 /// IAM `EntityAlreadyExists` text for a virtual device name taken at that path.
-pub const DEVICE_EXISTS: &str = "MFADevice entity at the same path and name already exists.";
+pub(crate) const DEVICE_EXISTS: &str = "MFADevice entity at the same path and name already exists.";
 /// IAM `EntityAlreadyExists` text for a device already enabled for someone.
-pub const DEVICE_IN_USE: &str = "MFA Device is already in use.";
+pub(crate) const DEVICE_IN_USE: &str = "MFA Device is already in use.";
 /// IAM `DeleteConflict` text for DeleteUser while the user has access keys.
-pub const USER_HAS_ACCESS_KEYS: &str = "Cannot delete entity, must delete access keys first.";
+pub(crate) const USER_HAS_ACCESS_KEYS: &str =
+    "Cannot delete entity, must delete access keys first.";
 /// IAM `DeleteConflict` text for DeleteUser while the user has MFA devices.
-pub const USER_HAS_DEVICES: &str = "Cannot delete entity, must delete MFA device first.";
+pub(crate) const USER_HAS_DEVICES: &str = "Cannot delete entity, must delete MFA device first.";
 /// IAM `DeleteConflict` text for DeleteVirtualMFADevice on an enabled device.
-pub const DEVICE_ASSIGNED: &str =
+pub(crate) const DEVICE_ASSIGNED: &str =
     "You must deactivate a user's virtual MFA device before you can delete it.";
 /// `InvalidInput` text for a FIDO security key named on EnableMFADevice or ResyncMFADevice.
-pub const FIDO_NOT_THROUGH_API: &str = "FIDO security keys cannot be enabled or synchronized through the AWS CLI or API; register them through the console (sts-broker admin mfa register-fido).";
+pub(crate) const FIDO_NOT_THROUGH_API: &str = "FIDO security keys cannot be enabled or synchronized through the AWS CLI or API; register them through the console (sts-broker admin mfa register-fido).";
 
 /// A failure reported to the client as an AWS XML error.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The request carries no SigV4 authentication.
     #[error("Request is missing Authentication Token")]
     MissingAuthenticationToken,
@@ -111,19 +112,19 @@ pub enum ApiError {
 
 impl ApiError {
     /// `AccessDenied` with a fixed text.
-    pub const fn access_denied(message: &'static str) -> Self {
+    pub(crate) const fn access_denied(message: &'static str) -> Self {
         Self::AccessDenied(Cow::Borrowed(message))
     }
 
     /// IAM's authorization failure for an IAM user.
-    pub fn not_authorized(caller_arn: &str, action: &str, resource: &str) -> Self {
+    pub(crate) fn not_authorized(caller_arn: &str, action: &str, resource: &str) -> Self {
         Self::AccessDenied(Cow::Owned(format!(
             "User: {caller_arn} is not authorized to perform: iam:{action} on resource: {resource} because no identity-based policy allows the iam:{action} action"
         )))
     }
 
     /// The AWS error code.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::MissingAuthenticationToken => "MissingAuthenticationToken",
             Self::InvalidClientTokenId => "InvalidClientTokenId",
@@ -149,7 +150,7 @@ impl ApiError {
     }
 
     /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::MissingAuthenticationToken
             | Self::InvalidClientTokenId
@@ -175,7 +176,7 @@ impl ApiError {
     }
 
     /// The error XML body.
-    pub fn body(&self, service: Service, request_id: &str) -> String {
+    pub(crate) fn body(&self, service: Service, request_id: &str) -> String {
         let namespace = match self {
             Self::InvalidAction { .. } => "http://webservices.amazon.com/AWSFault/2005-15-09",
             _ => service.namespace(),
@@ -266,7 +267,7 @@ impl From<GuardError> for ApiError {
 impl ApiError {
     /// GetSessionToken's answer to a refused MFA check: AWS's two texts, plus ours for FIDO
     /// keys. A lock-out and a spent code read as a wrong code, so none is an oracle.
-    pub fn sts_mfa_refusal(refusal: MfaRefusal) -> Self {
+    pub(crate) fn sts_mfa_refusal(refusal: MfaRefusal) -> Self {
         Self::access_denied(match refusal {
             MfaRefusal::FidoKey => MFA_FIDO_NOT_ALLOWED,
             MfaRefusal::UnknownDevice | MfaRefusal::Incomplete => MFA_UNABLE_TO_VALIDATE,
@@ -278,7 +279,7 @@ impl ApiError {
     }
 
     /// EnableMFADevice's and ResyncMFADevice's answer to a refused pair of codes.
-    pub fn iam_mfa_refusal(refusal: MfaRefusal) -> Self {
+    pub(crate) fn iam_mfa_refusal(refusal: MfaRefusal) -> Self {
         match refusal {
             MfaRefusal::FidoKey => Self::InvalidInput(FIDO_NOT_THROUGH_API.to_owned()),
             MfaRefusal::UnknownDevice

@@ -1,13 +1,13 @@
 //! The AWS Query protocol: parameters in, XML out, errors in AWS's shape.
 
-pub mod error;
-pub mod params;
-pub mod validate;
-pub mod xml;
+pub(crate) mod error;
+pub(crate) mod params;
+pub(crate) mod validate;
+pub(crate) mod xml;
 
 /// The two Query services the broker answers on one endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Service {
+pub(crate) enum Service {
     /// STS, `Version=2011-06-15`, credential scope `sts`.
     Sts,
     /// IAM, `Version=2010-05-08`, credential scope `iam`.
@@ -16,7 +16,7 @@ pub enum Service {
 
 impl Service {
     /// The XML namespace of responses.
-    pub fn namespace(self) -> &'static str {
+    pub(crate) fn namespace(self) -> &'static str {
         match self {
             Self::Sts => "https://sts.amazonaws.com/doc/2011-06-15/",
             Self::Iam => "https://iam.amazonaws.com/doc/2010-05-08/",
@@ -24,7 +24,7 @@ impl Service {
     }
 
     /// The API version.
-    pub fn version(self) -> &'static str {
+    pub(crate) fn version(self) -> &'static str {
         match self {
             Self::Sts => "2011-06-15",
             Self::Iam => "2010-05-08",
@@ -32,7 +32,7 @@ impl Service {
     }
 
     /// The credential-scope service name.
-    pub fn signing_name(self) -> &'static str {
+    pub(crate) fn signing_name(self) -> &'static str {
         match self {
             Self::Sts => "sts",
             Self::Iam => "iam",
@@ -41,7 +41,7 @@ impl Service {
 
     /// Which service a request is for: its `Version` when that names one, else the service of
     /// its credential scope, else STS.
-    pub fn for_request(version: Option<&str>, scope_service: Option<&str>) -> Self {
+    pub(crate) fn for_request(version: Option<&str>, scope_service: Option<&str>) -> Self {
         match (version, scope_service) {
             (Some("2010-05-08"), _) => Self::Iam,
             (Some("2011-06-15"), _) => Self::Sts,

@@ -6,7 +6,7 @@ use super::error::ApiError;
 
 /// Decoded request parameters in arrival order.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Params {
+pub(crate) struct Params {
     pairs: Vec<(String, String)>,
 }
 
@@ -22,7 +22,7 @@ impl std::fmt::Debug for Params {
 impl Params {
     /// Parses one form-encoded string (`+` is a space, `%XX` a byte) and appends its pairs.
     /// Malformed escapes or non-UTF-8 text are refused.
-    pub fn extend_from_form(&mut self, form: &[u8]) -> Result<(), ApiError> {
+    pub(crate) fn extend_from_form(&mut self, form: &[u8]) -> Result<(), ApiError> {
         for part in form.split(|b| *b == b'&') {
             if part.is_empty() {
                 continue;
@@ -40,7 +40,7 @@ impl Params {
     }
 
     /// The first value given for `name`.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
             .find(|(n, _)| n == name)

@@ -5,7 +5,7 @@ use super::error::ApiError;
 
 /// Collects constraint violations for one request.
 #[derive(Debug, Default)]
-pub struct Checks {
+pub(crate) struct Checks {
     clauses: Vec<String>,
 }
 
@@ -15,18 +15,18 @@ fn is_word(c: char) -> bool {
 }
 
 /// `[\w+=/:,.@-]`: MFA serial numbers (STS and IAM).
-pub fn is_serial_char(c: char) -> bool {
+pub(crate) fn is_serial_char(c: char) -> bool {
     is_word(c) || "+=/:,.@-".contains(c)
 }
 
 /// `[\w+=,.@-]`: IAM user and device names.
-pub fn is_name_char(c: char) -> bool {
+pub(crate) fn is_name_char(c: char) -> bool {
     is_word(c) || "+=,.@-".contains(c)
 }
 
 impl Checks {
     /// No violations yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -41,7 +41,7 @@ impl Checks {
     }
 
     /// A required member; records `must not be null` when absent.
-    pub fn required<'a>(&mut self, member: &str, value: Option<&'a str>) -> Option<&'a str> {
+    pub(crate) fn required<'a>(&mut self, member: &str, value: Option<&'a str>) -> Option<&'a str> {
         if value.is_none() {
             self.violation(None, member, "not be null");
         }
@@ -49,7 +49,7 @@ impl Checks {
     }
 
     /// A string length in characters.
-    pub fn length(&mut self, member: &str, value: &str, min: usize, max: usize) {
+    pub(crate) fn length(&mut self, member: &str, value: &str, min: usize, max: usize) {
         let n = value.chars().count();
         if n < min {
             self.violation(
@@ -67,7 +67,13 @@ impl Checks {
     }
 
     /// Every character matches the class of `pattern`.
-    pub fn pattern(&mut self, member: &str, value: &str, pattern: &str, ok: fn(char) -> bool) {
+    pub(crate) fn pattern(
+        &mut self,
+        member: &str,
+        value: &str,
+        pattern: &str,
+        ok: fn(char) -> bool,
+    ) {
         if !value.chars().all(ok) {
             self.violation(
                 Some(value),
@@ -78,7 +84,7 @@ impl Checks {
     }
 
     /// One of an enumeration's values.
-    pub fn one_of(&mut self, member: &str, value: &str, allowed: &[&str]) {
+    pub(crate) fn one_of(&mut self, member: &str, value: &str, allowed: &[&str]) {
         if !allowed.contains(&value) {
             self.violation(
                 Some(value),
@@ -89,7 +95,7 @@ impl Checks {
     }
 
     /// A value within `min..=max`.
-    pub fn range(&mut self, member: &str, value: i64, min: i64, max: i64) {
+    pub(crate) fn range(&mut self, member: &str, value: i64, min: i64, max: i64) {
         let text = value.to_string();
         if value < min {
             self.violation(
@@ -107,7 +113,7 @@ impl Checks {
     }
 
     /// `Err(ValidationError)` when anything was recorded.
-    pub fn finish(self) -> Result<(), ApiError> {
+    pub(crate) fn finish(self) -> Result<(), ApiError> {
         if self.clauses.is_empty() {
             Ok(())
         } else {
@@ -119,7 +125,7 @@ impl Checks {
     /// value [`required`](Self::required) returned is present once no violation was recorded,
     /// so `build` can take them with `?`; were one missing, that is the broker's fault, and it
     /// is answered as such rather than with a made-up value.
-    pub fn finish_with<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
+    pub(crate) fn finish_with<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
         self.finish()?;
         build().ok_or_else(|| {
             tracing::error!("a required parameter passed validation without a value");
@@ -130,7 +136,7 @@ impl Checks {
 
 /// Parses a Query-protocol integer as AWS does: `+900` and `0900` are 900; empty, fractions,
 /// words and values outside i32 are `MalformedInput`.
-pub fn parse_int(value: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_int(value: &str) -> Result<i64, ApiError> {
     if value.is_empty() {
         return Err(ApiError::MalformedInput(
             "missing value for decimal type".to_owned(),

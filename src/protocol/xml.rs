@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 /// Escapes text for an XML element body or attribute.
-pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains(['<', '>', '&', '"', '\'']) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -24,14 +24,14 @@ pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// Writes indented elements into a string.
 #[derive(Debug, Default)]
-pub struct XmlWriter {
+pub(crate) struct XmlWriter {
     out: String,
     depth: usize,
 }
 
 impl XmlWriter {
     /// An empty document.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -42,7 +42,7 @@ impl XmlWriter {
     }
 
     /// Opens `<name>` or `<name xmlns="ns">`.
-    pub fn open_ns(&mut self, name: &str, namespace: Option<&str>) -> &mut Self {
+    pub(crate) fn open_ns(&mut self, name: &str, namespace: Option<&str>) -> &mut Self {
         self.indent();
         match namespace {
             // Writing to a String cannot fail.
@@ -58,12 +58,12 @@ impl XmlWriter {
     }
 
     /// Opens `<name>`.
-    pub fn open(&mut self, name: &str) -> &mut Self {
+    pub(crate) fn open(&mut self, name: &str) -> &mut Self {
         self.open_ns(name, None)
     }
 
     /// Closes `</name>`.
-    pub fn close(&mut self, name: &str) -> &mut Self {
+    pub(crate) fn close(&mut self, name: &str) -> &mut Self {
         self.depth = self.depth.saturating_sub(1);
         self.indent();
         let _ = writeln!(self.out, "</{name}>");
@@ -71,14 +71,14 @@ impl XmlWriter {
     }
 
     /// Writes `<name>text</name>`.
-    pub fn leaf(&mut self, name: &str, text: &str) -> &mut Self {
+    pub(crate) fn leaf(&mut self, name: &str, text: &str) -> &mut Self {
         self.indent();
         let _ = writeln!(self.out, "<{name}>{}</{name}>", escape(text));
         self
     }
 
     /// Writes `<name>text</name>` when there is a text.
-    pub fn leaf_opt(&mut self, name: &str, text: Option<&str>) -> &mut Self {
+    pub(crate) fn leaf_opt(&mut self, name: &str, text: Option<&str>) -> &mut Self {
         if let Some(t) = text {
             self.leaf(name, t);
         }
@@ -86,14 +86,14 @@ impl XmlWriter {
     }
 
     /// The document.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.out
     }
 }
 
 /// The whole success body: `<{action}Response>`, an optional `<{action}Result>` filled by
 /// `result`, and `<ResponseMetadata>`.
-pub fn success_body(
+pub(crate) fn success_body(
     action: &str,
     namespace: &str,
     request_id: &str,

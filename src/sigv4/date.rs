@@ -12,7 +12,7 @@ use crate::time::{UnixTime, days_in_month, from_civil};
 /// A request timestamp: whole seconds since the Unix epoch plus the basic-format text that goes
 /// into the string to sign. Built only by parsing a valid date or from a Unix time.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AmzDate {
+pub(crate) struct AmzDate {
     unix: i64,
     basic: String,
 }
@@ -20,7 +20,7 @@ pub struct AmzDate {
 impl AmzDate {
     /// Parses the `X-Amz-Date` form `YYYYMMDDTHHMMSSZ` (UTC, no fractions, no offset).
     #[must_use]
-    pub fn parse_basic(text: &str) -> Option<Self> {
+    pub(crate) fn parse_basic(text: &str) -> Option<Self> {
         let b = text.as_bytes();
         if b.len() != 16 || b.get(8) != Some(&b'T') || b.get(15) != Some(&b'Z') {
             return None;
@@ -55,7 +55,7 @@ impl AmzDate {
     /// not match the date is tolerated: the weekday is redundant, and the AWS test suite's own
     /// `Date: Mon, 09 Sep 2011 23:36:00 GMT` (a Friday) is signed with it.
     #[must_use]
-    pub fn parse_http_date(text: &str) -> Option<Self> {
+    pub(crate) fn parse_http_date(text: &str) -> Option<Self> {
         if let Some(date) = Self::parse_rfc1123(text) {
             return Some(date);
         }
@@ -100,7 +100,7 @@ impl AmzDate {
 
     /// The timestamp for `unix` seconds since the epoch.
     #[must_use]
-    pub fn from_unix(unix: i64) -> Self {
+    pub(crate) fn from_unix(unix: i64) -> Self {
         Self {
             unix,
             basic: UnixTime::from_secs(unix).basic(),
@@ -109,19 +109,19 @@ impl AmzDate {
 
     /// Seconds since the Unix epoch.
     #[must_use]
-    pub fn unix(&self) -> i64 {
+    pub(crate) fn unix(&self) -> i64 {
         self.unix
     }
 
     /// The basic ISO-8601 text, `YYYYMMDDTHHMMSSZ`.
     #[must_use]
-    pub fn basic(&self) -> &str {
+    pub(crate) fn basic(&self) -> &str {
         &self.basic
     }
 
     /// `YYYYMMDD`, the date a credential scope must carry.
     #[must_use]
-    pub fn date8(&self) -> &str {
+    pub(crate) fn date8(&self) -> &str {
         self.basic.get(..8).unwrap_or(&self.basic)
     }
 }

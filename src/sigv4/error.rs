@@ -7,7 +7,7 @@
 use std::fmt;
 
 /// The generic mismatch text (obs: sts-contract §3, awslabs/aws-sdk-rust#167).
-pub const SIGNATURE_MISMATCH_MESSAGE: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
+pub(super) const SIGNATURE_MISMATCH_MESSAGE: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
 
 /// The AWS error code a [`SigV4Error`] is reported as. Both are `<Type>Sender</Type>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

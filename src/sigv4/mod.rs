@@ -16,7 +16,7 @@
 //! the places where clients disagree are decided in `canonical.rs` and listed there. Every
 //! error's `Display` is the message AWS sends (see [`SigV4Error`]).
 
-pub mod date;
+pub(crate) mod date;
 
 mod canonical;
 mod error;
@@ -32,21 +32,21 @@ use std::fmt;
 
 #[cfg(test)]
 use error::SIGNATURE_MISMATCH_MESSAGE;
-pub use error::{
+pub(crate) use error::{
     MissingAuthorizationParts, MissingQueryParams, ScopeMismatch, SigV4Error, SigV4ErrorKind,
 };
-pub use parse::parse;
-pub use scope::{ScopePolicy, check_scope_and_time};
-pub use verify::{derive_signing_key, verify_signature};
+pub(crate) use parse::parse;
+pub(crate) use scope::{ScopePolicy, check_scope_and_time};
+pub(crate) use verify::{derive_signing_key, verify_signature};
 
 /// The only algorithm SigV4 defines for HMAC signing.
-pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// The fixed last element of every credential scope.
-pub const TERMINATOR: &str = "aws4_request";
+pub(crate) const TERMINATOR: &str = "aws4_request";
 
 /// The parts of an HTTP request that SigV4 signs, borrowed from whatever server type holds them.
 #[derive(Clone, Copy)]
-pub struct HttpRequest<'a> {
+pub(crate) struct HttpRequest<'a> {
     /// The method, e.g. `POST`.
     pub method: &'a str,
     /// Raw path as received on the wire (still percent-encoded), without the query.
@@ -81,7 +81,7 @@ impl fmt::Debug for Payload<'_> {
 
 impl<'a> HttpRequest<'a> {
     /// Values of every header called `name` (ASCII case-insensitive), in arrival order.
-    pub fn header_values(&self, name: &str) -> impl Iterator<Item = &'a [u8]> {
+    pub(crate) fn header_values(&self, name: &str) -> impl Iterator<Item = &'a [u8]> {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
@@ -90,7 +90,7 @@ impl<'a> HttpRequest<'a> {
 
     /// The first header called `name`.
     #[must_use]
-    pub fn first_header(&self, name: &str) -> Option<&'a [u8]> {
+    pub(crate) fn first_header(&self, name: &str) -> Option<&'a [u8]> {
         self.header_values(name).next()
     }
 }
@@ -127,7 +127,7 @@ impl fmt::Debug for HttpRequest<'_> {
 
 /// Where the signature travelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthForm {
+pub(crate) enum AuthForm {
     /// `Authorization: AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
     Header,
     /// `?X-Amz-Algorithm=…&X-Amz-Credential=…&…&X-Amz-Signature=…` (a presigned URL).
@@ -136,7 +136,7 @@ pub enum AuthForm {
 
 /// `AKID/YYYYMMDD/region/service/terminator`, split. Unchecked until [`check_scope_and_time`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CredentialScope {
+pub(crate) struct CredentialScope {
     /// The access key id the request claims.
     pub access_key_id: String,
     /// `YYYYMMDD`.
@@ -152,7 +152,7 @@ pub struct CredentialScope {
 impl CredentialScope {
     /// `YYYYMMDD/region/service/terminator`, as it appears in the string to sign.
     #[must_use]
-    pub fn scope_string(&self) -> String {
+    pub(crate) fn scope_string(&self) -> String {
         format!(
             "{}/{}/{}/{}",
             self.date, self.region, self.service, self.terminator
@@ -162,7 +162,7 @@ impl CredentialScope {
 
 /// The authentication data of a request, parsed but not yet verified.
 #[derive(Clone)]
-pub struct SignedRequest {
+pub(crate) struct SignedRequest {
     /// Header or presigned query.
     pub form: AuthForm,
     /// The credential scope.

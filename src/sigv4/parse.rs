@@ -22,7 +22,7 @@ use super::{
 /// # Errors
 ///
 /// Any malformed authentication data, as the [`SigV4Error`] AWS would report.
-pub fn parse(req: &HttpRequest<'_>) -> Result<Option<SignedRequest>, SigV4Error> {
+pub(crate) fn parse(req: &HttpRequest<'_>) -> Result<Option<SignedRequest>, SigV4Error> {
     let authorization = req.first_header("authorization");
     let presigned = percent::raw_pairs(req.query)
         .any(|(name, _)| *percent::decode_form(name) == *b"X-Amz-Algorithm");

@@ -10,7 +10,7 @@ use super::{ScopeMismatch, SigV4Error, SignedRequest, TERMINATOR};
 
 /// What a credential scope must name, and how far a request's clock may be off.
 #[derive(Clone, Copy, Debug)]
-pub struct ScopePolicy<'a> {
+pub(crate) struct ScopePolicy<'a> {
     /// Accepted scope regions; may contain "" for botocore's `region_name=''`.
     pub regions: &'a [String],
     /// The service signing name, e.g. `sts`.
@@ -26,7 +26,7 @@ pub struct ScopePolicy<'a> {
 ///
 /// [`SigV4Error::SignatureExpired`], [`SigV4Error::SignatureNotYetCurrent`] or
 /// [`SigV4Error::CredentialScope`].
-pub fn check_scope_and_time(
+pub(crate) fn check_scope_and_time(
     signed: &SignedRequest,
     policy: &ScopePolicy<'_>,
     now_unix: i64,

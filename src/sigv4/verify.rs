@@ -17,7 +17,7 @@ use super::{HttpRequest, Payload, SigV4Error, SignedRequest, TERMINATOR, canonic
 /// `kSigning` = HMAC chain of secret, date, region, service and `aws4_request`. Valid for one
 /// access key, day, region and service, so callers may cache it on that tuple.
 #[derive(Clone)]
-pub struct SigningKey([u8; 32]);
+pub(crate) struct SigningKey([u8; 32]);
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -40,7 +40,7 @@ pub(super) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 /// Derives `kSigning` for `date` (`YYYYMMDD`), `region` and `service`.
 #[must_use]
-pub fn derive_signing_key(
+pub(crate) fn derive_signing_key(
     secret_access_key: &[u8],
     date: &str,
     region: &str,
@@ -63,7 +63,7 @@ pub fn derive_signing_key(
 ///
 /// [`SigV4Error::HostNotSigned`], [`SigV4Error::PayloadHashMismatch`],
 /// [`SigV4Error::SignedHeaderMissing`] or [`SigV4Error::SignatureMismatch`].
-pub fn verify_signature(
+pub(crate) fn verify_signature(
     req: &HttpRequest<'_>,
     signed: &SignedRequest,
     key: &SigningKey,

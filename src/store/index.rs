@@ -15,7 +15,7 @@ use super::seal::Sealer;
 use crate::model::{AccessKey, Device, User};
 
 /// Identities by key; every entry is immutable and replaced whole on change.
-pub struct Index {
+pub(crate) struct Index {
     account_id: String,
     keys: DashMap<String, Arc<AccessKey>>,
     users: DashMap<String, Arc<User>>,
@@ -249,22 +249,22 @@ impl Index {
     }
 
     /// The account every identity here belongs to.
-    pub fn account_id(&self) -> &str {
+    pub(crate) fn account_id(&self) -> &str {
         &self.account_id
     }
 
     /// The access key with this id.
-    pub fn access_key(&self, id: &str) -> Option<Arc<AccessKey>> {
+    pub(crate) fn access_key(&self, id: &str) -> Option<Arc<AccessKey>> {
         self.keys.get(id).map(|e| Arc::clone(e.value()))
     }
 
     /// The user with this id.
-    pub fn user(&self, id: &str) -> Option<Arc<User>> {
+    pub(crate) fn user(&self, id: &str) -> Option<Arc<User>> {
         self.users.get(id).map(|e| Arc::clone(e.value()))
     }
 
     /// The user with this name, in any case.
-    pub fn user_by_name(&self, name: &str) -> Option<Arc<User>> {
+    pub(crate) fn user_by_name(&self, name: &str) -> Option<Arc<User>> {
         let id = self
             .user_ids_by_name
             .get(&name.to_lowercase())
@@ -273,7 +273,7 @@ impl Index {
     }
 
     /// The device with this serial.
-    pub fn device(&self, serial: &str) -> Option<Arc<Device>> {
+    pub(crate) fn device(&self, serial: &str) -> Option<Arc<Device>> {
         self.devices.get(serial).map(|e| Arc::clone(e.value()))
     }
 }

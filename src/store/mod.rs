@@ -28,8 +28,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use error::StoreError;
-pub use index::Index;
-pub use open::{Bootstrap, ROOT_CREDENTIALS_FILE, ServerKey};
+pub(crate) use index::Index;
+pub(crate) use open::ServerKey;
+pub use open::{Bootstrap, ROOT_CREDENTIALS_FILE};
 
 use crate::audit::AuditLog;
 use crate::clock::SharedClock;
@@ -43,7 +44,7 @@ use writer::{Completion, Job, WriteCtx, Writer};
 const IDLE_READERS: usize = 4;
 
 /// How to open the read-write store.
-pub struct StoreOptions {
+pub(crate) struct StoreOptions {
     /// Load the in-memory index and keep it current (a broker); admin commands only write.
     pub load_index: bool,
     /// Where the writer appends audit lines.
@@ -56,7 +57,7 @@ pub struct StoreOptions {
 
 /// The read-write identity store.
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Store {
     inner: Arc<Inner>,
 }
 
@@ -84,7 +85,7 @@ impl Store {
     /// Opens (creating on first use) the store in `data_dir`. On the first start it creates the
     /// account, its root access key (written once to `root-credentials.csv`, mode 0600) and the
     /// first server key.
-    pub fn open(
+    pub(crate) fn open(
         data_dir: &Path,
         options: StoreOptions,
     ) -> Result<(Self, Option<Bootstrap>), StoreError> {
@@ -135,22 +136,22 @@ impl Store {
     }
 
     /// The 12-digit account id.
-    pub fn account_id(&self) -> &str {
+    pub(crate) fn account_id(&self) -> &str {
         &self.inner.meta.account_id
     }
 
     /// When the account (and its root user) was created.
-    pub fn account_created_at(&self) -> UnixTime {
+    pub(crate) fn account_created_at(&self) -> UnixTime {
         self.inner.meta.created_at
     }
 
     /// The in-memory index (present when opened with `load_index`).
-    pub fn index(&self) -> Option<&Arc<Index>> {
+    pub(crate) fn index(&self) -> Option<&Arc<Index>> {
         self.inner.index.as_ref()
     }
 
     /// Session-credential keys, newest first.
-    pub fn server_keys(&self) -> &[ServerKey] {
+    pub(crate) fn server_keys(&self) -> &[ServerKey] {
         &self.inner.server_keys
     }
 
@@ -217,7 +218,7 @@ impl Store {
 
     /// Runs `op` in the next group commit; returns once its writes are durable and indexed.
     /// `audit_on_success` is appended to the audit log before the answer when `op` succeeds.
-    pub async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         audit_on_success: Option<String>,
         op: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
@@ -232,7 +233,7 @@ impl Store {
     /// [`Store::write`] for synchronous callers (the admin commands). It waits on a plain
     /// channel, not a Tokio one, so it may also be called from inside an async runtime (an
     /// embedding console, a test) without panicking; it then blocks that thread until the commit.
-    pub fn write_blocking<T: Send + 'static>(
+    pub(crate) fn write_blocking<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -244,14 +245,14 @@ impl Store {
     }
 
     /// Appends an audit line without waiting.
-    pub fn audit(&self, line: String) {
+    pub(crate) fn audit(&self, line: String) {
         if self.send(Job::Audit { line, done: None }).is_err() {
             tracing::error!("audit line dropped: the store is shut down");
         }
     }
 
     /// Appends an audit line and waits until it is written.
-    pub async fn audit_and_wait(&self, line: String) -> Result<(), StoreError> {
+    pub(crate) async fn audit_and_wait(&self, line: String) -> Result<(), StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(Job::Audit {
             line,
@@ -261,7 +262,7 @@ impl Store {
     }
 
     /// Stops the writer after the queued jobs and waits for it.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         if let Ok(mut jobs) = self.inner.jobs.lock() {
             jobs.take();
         }
@@ -274,7 +275,7 @@ impl Store {
 
 /// A read-only follower of a data dir: the identities and server keys, kept current by polling
 /// `change_log`. It opens the database read-only and creates nothing, not even a master key.
-pub struct ReadOnlyStore {
+pub(crate) struct ReadOnlyStore {
     meta: AccountMeta,
     index: Arc<Index>,
     server_keys: Vec<ServerKey>,
@@ -293,7 +294,7 @@ impl std::fmt::Debug for ReadOnlyStore {
 
 impl ReadOnlyStore {
     /// Opens the existing store in `data_dir` read-only and follows its changes every `poll`.
-    pub fn open(data_dir: &Path, poll: Duration) -> Result<Self, StoreError> {
+    pub(crate) fn open(data_dir: &Path, poll: Duration) -> Result<Self, StoreError> {
         let opened = open::read_only(data_dir)?;
         let mut conn = opened.conn;
         let server_keys = open::server_keys(&conn, &opened.sealer)?;
@@ -333,17 +334,17 @@ impl ReadOnlyStore {
     }
 
     /// The identities, kept current.
-    pub fn index(&self) -> &Arc<Index> {
+    pub(crate) fn index(&self) -> &Arc<Index> {
         &self.index
     }
 
     /// Session-credential keys, newest first.
-    pub fn server_keys(&self) -> &[ServerKey] {
+    pub(crate) fn server_keys(&self) -> &[ServerKey] {
         &self.server_keys
     }
 
     /// Stops following.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         if let Ok(mut stop) = self.stop.lock() {
             stop.take();
         }

@@ -22,7 +22,7 @@ pub const ROOT_CREDENTIALS_FILE: &str = "root-credentials.csv";
 const SEAL_CHECK: &str = "meta:seal_check";
 
 /// A session-credential key: `kid`, a JWT signing key and a secret-derivation key.
-pub struct ServerKey {
+pub(crate) struct ServerKey {
     /// Key id, carried in the JWT header.
     pub kid: String,
     /// HS256 key of session tokens.

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Version written to `meta.schema_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 1;
 
 /// Creates the tables when missing.
 const CREATE: &str = "
@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS change_log (
 ";
 
 /// Opens the connection settings every connection uses.
-pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
+pub(super) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -71,7 +71,7 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Creates or checks the schema.
-pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(CREATE)?;
     conn.execute(
         "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?1)",

@@ -13,12 +13,12 @@ use zeroize::Zeroizing;
 use crate::ids::random_bytes;
 
 /// Environment variable that supplies the master key (base64 of 32 bytes) instead of a file.
-pub const MASTER_KEY_ENV: &str = "STS_BROKER_MASTER_KEY";
+pub(super) const MASTER_KEY_ENV: &str = "STS_BROKER_MASTER_KEY";
 /// File name of the master key inside the data dir.
-pub const MASTER_KEY_FILE: &str = "master.key";
+pub(super) const MASTER_KEY_FILE: &str = "master.key";
 
 /// Seals and opens values with the master key.
-pub struct Sealer {
+pub(crate) struct Sealer {
     key: LessSafeKey,
 }
 
@@ -53,7 +53,7 @@ pub enum SealError {
 
 impl Sealer {
     /// A sealer for a raw 32-byte key.
-    pub fn new(key: &[u8; 32]) -> Result<Self, SealError> {
+    pub(crate) fn new(key: &[u8; 32]) -> Result<Self, SealError> {
         let unbound = UnboundKey::new(&AES_256_GCM, key).map_err(|_| SealError::BadMasterKey)?;
         Ok(Self {
             key: LessSafeKey::new(unbound),
@@ -62,7 +62,7 @@ impl Sealer {
 
     /// Loads the master key from `STS_BROKER_MASTER_KEY`, else from `<data_dir>/master.key`,
     /// creating that file (mode 0600) with a new random key when `create` is set.
-    pub fn load(data_dir: &Path, create: bool) -> Result<Self, SealError> {
+    pub(crate) fn load(data_dir: &Path, create: bool) -> Result<Self, SealError> {
         if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
             return Self::new(&decode_key(&text)?);
         }
@@ -86,7 +86,7 @@ impl Sealer {
     }
 
     /// `nonce ‖ ciphertext ‖ tag` of `plaintext`, bound to `context`.
-    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+    pub(crate) fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let nonce_bytes = random_bytes::<NONCE_LEN>().map_err(|_| SealError::Seal)?;
         let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
         out.extend_from_slice(&nonce_bytes);
@@ -103,7 +103,11 @@ impl Sealer {
     }
 
     /// The plaintext of a value sealed for `context`.
-    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    pub(crate) fn open(
+        &self,
+        context: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let (nonce, body) = sealed.split_at_checked(NONCE_LEN).ok_or(SealError::Open)?;
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Open)?;
         let mut buf = Zeroizing::new(body.to_vec());
@@ -127,7 +131,7 @@ fn decode_key(text: &str) -> Result<[u8; 32], SealError> {
 }
 
 /// Creates `path` with mode 0600 (never overwriting) and writes `contents` durably.
-pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -49,7 +49,7 @@ pub(crate) enum Job {
 }
 
 /// What a write job sees.
-pub struct WriteCtx<'a> {
+pub(crate) struct WriteCtx<'a> {
     conn: &'a Connection,
     /// Seals secrets for storage.
     pub(crate) sealer: &'a Sealer,

@@ -7,6 +7,7 @@
     clippy::indexing_slicing,
     clippy::panic,
     missing_docs,
+    unreachable_pub,
     dead_code
 )]
 

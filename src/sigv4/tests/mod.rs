@@ -38,7 +38,7 @@ pub(super) struct Req {
 }
 
 impl Req {
-    pub fn with<R>(&self, f: impl FnOnce(&HttpRequest<'_>) -> R) -> R {
+    pub(super) fn with<R>(&self, f: impl FnOnce(&HttpRequest<'_>) -> R) -> R {
         let headers: Vec<(&str, &[u8])> = self
             .headers
             .iter()
@@ -53,13 +53,13 @@ impl Req {
         })
     }
 
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub(super) fn header(mut self, name: &str, value: &str) -> Self {
         self.headers
             .push((name.to_owned(), value.as_bytes().to_vec()));
         self
     }
 
-    pub fn parse(&self) -> Result<Option<SignedRequest>, SigV4Error> {
+    pub(super) fn parse(&self) -> Result<Option<SignedRequest>, SigV4Error> {
         self.with(parse)
     }
 }
@@ -75,7 +75,7 @@ pub(super) struct Server<'a> {
 
 impl Server<'_> {
     /// The whole pipeline the broker runs: parse, scope and time, key, signature.
-    pub fn authenticate(&self, req: &Req) -> Result<Option<SignedRequest>, SigV4Error> {
+    pub(super) fn authenticate(&self, req: &Req) -> Result<Option<SignedRequest>, SigV4Error> {
         req.with(|http| {
             let Some(signed) = parse(http)? else {
                 return Ok(None);

@@ -11,14 +11,14 @@ use crate::support::http::{RawResponse, unescape, xml_text};
 /// What a refused call answered: the HTTP status (0 without a response), the AWS error code and
 /// its message (the error's debug text when the reply was not an AWS error).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub status: u16,
     pub code: String,
     pub message: String,
 }
 
 impl Failure {
-    pub fn new(status: u16, code: &str, message: &str) -> Self {
+    pub(crate) fn new(status: u16, code: &str, message: &str) -> Self {
         Self {
             status,
             code: code.to_owned(),
@@ -27,7 +27,7 @@ impl Failure {
     }
 
     /// The failure an SDK error carries, as botocore would read it.
-    pub fn of<E>(err: &SdkError<E, HttpResponse>) -> Self
+    pub(crate) fn of<E>(err: &SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + fmt::Debug,
     {
@@ -50,7 +50,7 @@ impl Failure {
 }
 
 /// Anything that may hold a refusal: an SDK call's result, or a [`Failure`] already taken.
-pub trait Outcome {
+pub(crate) trait Outcome {
     /// The refusal, or `None` when the call succeeded.
     fn refusal(self) -> Option<Failure>;
 }
@@ -78,13 +78,13 @@ impl Outcome for &Failure {
 
 /// The refusal of a call that must fail.
 #[track_caller]
-pub fn failure(outcome: impl Outcome) -> Failure {
+pub(crate) fn failure(outcome: impl Outcome) -> Failure {
     outcome.refusal().expect("the call succeeded but must fail")
 }
 
 /// The body of [`assert_sdk_failure!`].
 #[track_caller]
-pub fn check_sdk_failure(
+pub(crate) fn check_sdk_failure(
     outcome: impl Outcome,
     status: u16,
     code: &str,
@@ -124,7 +124,7 @@ pub(crate) use assert_sdk_failure;
 /// Asserts an AWS XML error over raw HTTP: status, Code, Message (entities decoded),
 /// Content-Type `text/xml`, Type (Sender/Receiver), and the request id in header and body.
 #[track_caller]
-pub fn assert_xml_error(resp: &RawResponse, status: u16, code: &str, message: &str) {
+pub(crate) fn assert_xml_error(resp: &RawResponse, status: u16, code: &str, message: &str) {
     assert_eq!(
         (
             resp.status,
@@ -144,7 +144,7 @@ pub fn assert_xml_error(resp: &RawResponse, status: u16, code: &str, message: &s
 
 /// Asserts a 200 GetCallerIdentity reply naming `arn`.
 #[track_caller]
-pub fn assert_identity(resp: &RawResponse, arn: &str) {
+pub(crate) fn assert_identity(resp: &RawResponse, arn: &str) {
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(xml_text(&resp.body, "Arn"), Some(arn), "{}", resp.body);
 }

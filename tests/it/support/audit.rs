@@ -8,7 +8,7 @@ use crate::support::broker::TestBroker;
 use crate::support::wait::eventually;
 
 /// Every line of `<data_dir>/audit.log`, parsed.
-pub fn audit_lines_in(data_dir: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn audit_lines_in(data_dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(data_dir.join("audit.log"))
         .unwrap_or_default()
         .lines()
@@ -18,17 +18,17 @@ pub fn audit_lines_in(data_dir: &Path) -> Vec<serde_json::Value> {
 
 impl TestBroker {
     /// Every audit line so far, parsed.
-    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn audit_lines(&self) -> Vec<serde_json::Value> {
         audit_lines_in(&self.data_dir)
     }
 
     /// The raw audit log.
-    pub fn audit_text(&self) -> String {
+    pub(crate) fn audit_text(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("audit.log")).unwrap_or_default()
     }
 
     /// The audit lines once `done` holds for them (refusals are appended asynchronously).
-    pub async fn audit_until(
+    pub(crate) async fn audit_until(
         &self,
         done: impl Fn(&[serde_json::Value]) -> bool,
     ) -> Vec<serde_json::Value> {

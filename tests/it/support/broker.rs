@@ -15,7 +15,7 @@ use sts_broker::{
 use crate::support::clients::{Creds, root_creds_in};
 
 /// The real wall clock, in seconds.
-pub fn wall_now() -> i64 {
+pub(crate) fn wall_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -23,7 +23,7 @@ pub fn wall_now() -> i64 {
 }
 
 /// A fresh directory under the target's scratch space.
-pub fn fresh_dir(tag: &str) -> PathBuf {
+pub(crate) fn fresh_dir(tag: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "it-{tag}-{}-{}",
@@ -37,28 +37,28 @@ pub fn fresh_dir(tag: &str) -> PathBuf {
 
 /// The settable clock a test broker runs on (and its SDK clients sign with).
 #[derive(Clone, Debug)]
-pub struct TestClock(ManualClock);
+pub(crate) struct TestClock(ManualClock);
 
 impl TestClock {
     /// A clock standing at `unix` seconds.
-    pub fn at(unix: i64) -> Self {
+    pub(crate) fn at(unix: i64) -> Self {
         Self(ManualClock::new(unix))
     }
 
     /// Its time, in Unix seconds.
-    pub fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.0.now().secs()
     }
 
     /// Moves it forward by `secs`.
-    pub fn advance(&self, secs: i64) {
+    pub(crate) fn advance(&self, secs: i64) {
         self.0.advance(secs);
     }
 }
 
 /// The configuration knobs the tests turn; everything else keeps the embedded defaults.
 #[derive(Clone, Debug, Default)]
-pub struct Setup {
+pub(crate) struct Setup {
     mfa_window: Option<u32>,
     max_mfa_devices_per_user: Option<u32>,
     extra_regions: Vec<String>,
@@ -68,31 +68,31 @@ pub struct Setup {
 
 impl Setup {
     /// Steps accepted on each side of the current one (`mfa_window`).
-    pub fn mfa_window(mut self, steps: u32) -> Self {
+    pub(crate) fn mfa_window(mut self, steps: u32) -> Self {
         self.mfa_window = Some(steps);
         self
     }
 
     /// MFA devices a user may have enabled at once (`max_mfa_devices_per_user`).
-    pub fn max_mfa_devices_per_user(mut self, devices: u32) -> Self {
+    pub(crate) fn max_mfa_devices_per_user(mut self, devices: u32) -> Self {
         self.max_mfa_devices_per_user = Some(devices);
         self
     }
 
     /// One more region a signature's scope may name (`regions`).
-    pub fn extra_region(mut self, region: &str) -> Self {
+    pub(crate) fn extra_region(mut self, region: &str) -> Self {
         self.extra_regions.push(region.to_owned());
         self
     }
 
     /// Seconds a client gets to send its request headers (`header_read_timeout_secs`).
-    pub fn header_read_timeout_secs(mut self, secs: u64) -> Self {
+    pub(crate) fn header_read_timeout_secs(mut self, secs: u64) -> Self {
         self.header_read_timeout_secs = Some(secs);
         self
     }
 
     /// Serve HTTPS with this PEM certificate and key (`tls_cert`, `tls_key`).
-    pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
+    pub(crate) fn tls(mut self, cert: &Path, key: &Path) -> Self {
         self.tls = Some((cert.to_owned(), key.to_owned()));
         self
     }
@@ -126,7 +126,7 @@ fn config_for(data_dir: &Path) -> Config {
 }
 
 /// A broker booted in-process for one test.
-pub struct TestBroker {
+pub(crate) struct TestBroker {
     pub addr: SocketAddr,
     pub clock: TestClock,
     pub account_id: String,
@@ -140,12 +140,12 @@ pub struct TestBroker {
 
 impl TestBroker {
     /// A broker with the embedded defaults on a fresh data dir, its clock at the real time.
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with(Setup::default()).await
     }
 
     /// Like [`start`](Self::start), with `setup`'s knobs turned.
-    pub async fn start_with(setup: Setup) -> Self {
+    pub(crate) async fn start_with(setup: Setup) -> Self {
         let data_dir = fresh_dir("broker");
         let mut cfg = config_for(&data_dir);
         setup.apply(&mut cfg);
@@ -153,7 +153,7 @@ impl TestBroker {
     }
 
     /// A broker on an existing data dir (its keys, its store) with the default test setup.
-    pub async fn boot_on(data_dir: &Path, clock: TestClock) -> Self {
+    pub(crate) async fn boot_on(data_dir: &Path, clock: TestClock) -> Self {
         Self::boot(config_for(data_dir), clock).await
     }
 
@@ -184,17 +184,17 @@ impl TestBroker {
     }
 
     /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The broker's time.
-    pub fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.clock.now()
     }
 
     /// Stops the broker and flushes its store; its data dir and clock, to boot again.
-    pub async fn stop(mut self) -> (PathBuf, TestClock) {
+    pub(crate) async fn stop(mut self) -> (PathBuf, TestClock) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
         }
@@ -202,42 +202,42 @@ impl TestBroker {
     }
 
     /// Stops the broker and boots it again with the same configuration and clock.
-    pub async fn restart(self) -> Self {
+    pub(crate) async fn restart(self) -> Self {
         let config = self.config.clone();
         let (_, clock) = self.stop().await;
         Self::boot(config, clock).await
     }
 
     /// How many devices the MFA throttle holds state for.
-    pub fn throttled_devices(&self) -> usize {
+    pub(crate) fn throttled_devices(&self) -> usize {
         self.throttle.len()
     }
 
     /// Whether this broker's configuration with `setup` applied passes the broker's validation.
-    pub fn accepts(&self, setup: &Setup) -> bool {
+    pub(crate) fn accepts(&self, setup: &Setup) -> bool {
         let mut cfg = self.config.clone();
         setup.apply(&mut cfg);
         cfg.validate().is_ok()
     }
 
     /// The operator's tools on this broker's data dir (same configuration, same clock).
-    pub fn operator(&self) -> Operator {
+    pub(crate) fn operator(&self) -> Operator {
         let config = self.config.clone();
         Operator(Admin::open(config, Arc::new(self.clock.0.clone())).unwrap())
     }
 }
 
 /// The operator's `sts-broker admin` commands, through the library. Errors are their texts.
-pub struct Operator(Admin);
+pub(crate) struct Operator(Admin);
 
 impl Operator {
     /// Imports hardware tokens from a `serial,seed` file; how many were imported.
-    pub fn import_hardware(&self, file: &Path) -> Result<usize, String> {
+    pub(crate) fn import_hardware(&self, file: &Path) -> Result<usize, String> {
         self.0.import_hardware(file).map_err(|e| e.to_string())
     }
 
     /// Registers a FIDO security key for `user`; its serial.
-    pub fn register_fido(
+    pub(crate) fn register_fido(
         &self,
         user: &str,
         name: &str,
@@ -250,19 +250,19 @@ impl Operator {
     }
 
     /// Enables a device for the account root user with two consecutive codes.
-    pub fn enable_root(&self, serial: &str, code1: &str, code2: &str) -> Result<(), String> {
+    pub(crate) fn enable_root(&self, serial: &str, code1: &str, code2: &str) -> Result<(), String> {
         self.0
             .enable_root(serial, code1, code2)
             .map_err(|e| e.to_string())
     }
 
     /// Deactivates a device, whoever holds it.
-    pub fn deactivate(&self, serial: &str) -> Result<(), String> {
+    pub(crate) fn deactivate(&self, serial: &str) -> Result<(), String> {
         self.0.deactivate(serial).map_err(|e| e.to_string())
     }
 
     /// Closes the data dir.
-    pub fn close(self) {
+    pub(crate) fn close(self) {
         self.0.close();
     }
 }
@@ -270,7 +270,7 @@ impl Operator {
 /// A broker started on `0.0.0.0:0` without TLS, on `data_dir`, with the real clock and no audit
 /// log: the start-up error's text, or the running broker's address and whether it spoke TLS (it
 /// is shut down before returning).
-pub async fn listen_on_all_interfaces(
+pub(crate) async fn listen_on_all_interfaces(
     data_dir: &Path,
     insecure_http: bool,
 ) -> Result<(SocketAddr, bool), String> {

@@ -12,14 +12,14 @@ use crate::support::broker::{TestBroker, TestClock};
 
 /// Access key id, secret and (for sessions) token.
 #[derive(Clone, Debug)]
-pub struct Creds {
+pub(crate) struct Creds {
     pub akid: String,
     pub secret: String,
     pub token: Option<String>,
 }
 
 impl Creds {
-    pub fn new(akid: &str, secret: &str, token: Option<&str>) -> Self {
+    pub(crate) fn new(akid: &str, secret: &str, token: Option<&str>) -> Self {
         Self {
             akid: akid.to_owned(),
             secret: secret.to_owned(),
@@ -33,7 +33,7 @@ impl Creds {
 }
 
 /// Session credentials out of an SDK `Credentials`.
-pub fn session_creds(c: &aws_sdk_sts::types::Credentials) -> Creds {
+pub(crate) fn session_creds(c: &aws_sdk_sts::types::Credentials) -> Creds {
     Creds::new(
         &c.access_key_id,
         &c.secret_access_key,
@@ -42,14 +42,14 @@ pub fn session_creds(c: &aws_sdk_sts::types::Credentials) -> Creds {
 }
 
 /// The root credentials in `<data_dir>/root-credentials.csv` (its format: README.md).
-pub fn root_creds_in(data_dir: &Path) -> Creds {
+pub(crate) fn root_creds_in(data_dir: &Path) -> Creds {
     let csv = std::fs::read_to_string(data_dir.join("root-credentials.csv")).unwrap();
     let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
     Creds::new(row[1], row[2], None)
 }
 
 /// The claims of a session token (a JWT): its payload, decoded without checking anything.
-pub fn jwt_claims(token: &str) -> serde_json::Value {
+pub(crate) fn jwt_claims(token: &str) -> serde_json::Value {
     use base64::Engine as _;
     let payload = token.split('.').nth(1).expect("a JWT has three parts");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -97,38 +97,38 @@ fn iam_client(url: &str, creds: &Creds, clock: Option<&TestClock>) -> aws_sdk_ia
 }
 
 /// An STS client for a broker at `url` that signs with the real clock (for the real binary).
-pub fn sts_at(url: &str, creds: &Creds) -> aws_sdk_sts::Client {
+pub(crate) fn sts_at(url: &str, creds: &Creds) -> aws_sdk_sts::Client {
     sts_client(url, creds, None)
 }
 
 /// An IAM client for a broker at `url` that signs with the real clock (for the real binary).
-pub fn iam_at(url: &str, creds: &Creds) -> aws_sdk_iam::Client {
+pub(crate) fn iam_at(url: &str, creds: &Creds) -> aws_sdk_iam::Client {
     iam_client(url, creds, None)
 }
 
 impl TestBroker {
     /// An STS client signing with the broker's settable clock.
-    pub fn sts(&self, creds: &Creds) -> aws_sdk_sts::Client {
+    pub(crate) fn sts(&self, creds: &Creds) -> aws_sdk_sts::Client {
         sts_client(&self.url(), creds, Some(&self.clock))
     }
 
     /// An IAM client signing with the broker's settable clock.
-    pub fn iam(&self, creds: &Creds) -> aws_sdk_iam::Client {
+    pub(crate) fn iam(&self, creds: &Creds) -> aws_sdk_iam::Client {
         iam_client(&self.url(), creds, Some(&self.clock))
     }
 
     /// `arn:aws:iam::ACCOUNT:root`.
-    pub fn root_arn(&self) -> String {
+    pub(crate) fn root_arn(&self) -> String {
         format!("arn:aws:iam::{}:root", self.account_id)
     }
 
     /// `arn:aws:iam::ACCOUNT:user/NAME`.
-    pub fn user_arn(&self, name: &str) -> String {
+    pub(crate) fn user_arn(&self, name: &str) -> String {
         format!("arn:aws:iam::{}:user/{name}", self.account_id)
     }
 
     /// Creates a user and an access key for it, as root.
-    pub async fn user_with_key(&self, name: &str) -> Creds {
+    pub(crate) async fn user_with_key(&self, name: &str) -> Creds {
         let iam = self.iam(&self.root);
         iam.create_user().user_name(name).send().await.unwrap();
         let key = iam
@@ -143,7 +143,7 @@ impl TestBroker {
     }
 
     /// Session credentials from GetSessionToken without MFA.
-    pub async fn session(&self, creds: &Creds) -> Creds {
+    pub(crate) async fn session(&self, creds: &Creds) -> Creds {
         let c = self
             .sts(creds)
             .get_session_token()
@@ -156,7 +156,7 @@ impl TestBroker {
     }
 
     /// The ARN GetCallerIdentity reports for `creds` (the call must succeed).
-    pub async fn caller_arn(&self, creds: &Creds) -> String {
+    pub(crate) async fn caller_arn(&self, creds: &Creds) -> String {
         self.sts(creds)
             .get_caller_identity()
             .send()

@@ -10,12 +10,12 @@ use crate::support::clients::Creds;
 use crate::support::signing::OracleSigner;
 
 /// The form content type botocore sends.
-pub const FORM_UTF8: &str = "application/x-www-form-urlencoded; charset=utf-8";
+pub(crate) const FORM_UTF8: &str = "application/x-www-form-urlencoded; charset=utf-8";
 /// GetCallerIdentity's form body.
-pub const GCI: &str = "Action=GetCallerIdentity&Version=2011-06-15";
+pub(crate) const GCI: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 
 /// A parsed HTTP/1.1 reply.
-pub struct RawResponse {
+pub(crate) struct RawResponse {
     /// 0 when no status line came back.
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -23,7 +23,7 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -32,7 +32,7 @@ impl RawResponse {
 }
 
 /// Parses a Content-Length-framed HTTP/1.1 response.
-pub fn parse_response(buf: &[u8]) -> RawResponse {
+pub(crate) fn parse_response(buf: &[u8]) -> RawResponse {
     let text = String::from_utf8_lossy(buf);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -53,7 +53,7 @@ pub fn parse_response(buf: &[u8]) -> RawResponse {
 }
 
 /// Sends raw bytes (which must carry `Connection: close`) and reads the whole response.
-pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> RawResponse {
+pub(crate) async fn raw_http(addr: SocketAddr, request: &[u8]) -> RawResponse {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut buf = Vec::new();
@@ -62,7 +62,7 @@ pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> RawResponse {
 }
 
 /// Sends bytes, tolerating a server that answers (and closes) before it read everything.
-pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawResponse {
+pub(crate) async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawResponse {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let _ = stream.write_all(request).await;
     let mut buf = Vec::new();
@@ -71,7 +71,7 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawResponse {
 }
 
 /// The text of `<tag>` in an XML body.
-pub fn xml_text<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
+pub(crate) fn xml_text<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
     let start = body.find(&open)? + open.len();
@@ -80,7 +80,7 @@ pub fn xml_text<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
 }
 
 /// XML text with the five predefined entities decoded.
-pub fn unescape(text: &str) -> String {
+pub(crate) fn unescape(text: &str) -> String {
     text.replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&quot;", "\"")
@@ -90,7 +90,7 @@ pub fn unescape(text: &str) -> String {
 
 /// An HTTP/1.1 request as it will go on the wire (header names lowercase).
 #[derive(Clone, Debug)]
-pub struct Req {
+pub(crate) struct Req {
     pub method: String,
     pub path: String,
     pub query: String,
@@ -100,7 +100,7 @@ pub struct Req {
 
 impl Req {
     /// `POST /` with a form body and botocore's content type.
-    pub fn post(body: &str) -> Self {
+    pub(crate) fn post(body: &str) -> Self {
         Self {
             method: "POST".into(),
             path: "/".into(),
@@ -111,7 +111,7 @@ impl Req {
     }
 
     /// `GET /?query`.
-    pub fn get(query: &str) -> Self {
+    pub(crate) fn get(query: &str) -> Self {
         Self {
             method: "GET".into(),
             path: "/".into(),
@@ -122,24 +122,24 @@ impl Req {
     }
 
     /// Adds a header (kept in order, duplicates allowed).
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
         self.headers
             .push((name.to_ascii_lowercase(), value.to_owned()));
         self
     }
 
     /// Removes every header called `name`.
-    pub fn without(mut self, name: &str) -> Self {
+    pub(crate) fn without(mut self, name: &str) -> Self {
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self
     }
 
     /// Replaces the value of header `name`.
-    pub fn replace(self, name: &str, value: &str) -> Self {
+    pub(crate) fn replace(self, name: &str, value: &str) -> Self {
         self.without(name).header(name, value)
     }
 
-    pub fn get_header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get_header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -147,7 +147,7 @@ impl Req {
     }
 
     /// The request target: path and query.
-    pub fn target(&self) -> String {
+    pub(crate) fn target(&self) -> String {
         if self.query.is_empty() {
             self.path.clone()
         } else {
@@ -157,7 +157,7 @@ impl Req {
 
     /// The bytes on the wire: adds `Host` (unless present), `Content-Length` for a POST or a
     /// body, and `Connection: close`.
-    pub fn wire(&self, host: &str) -> Vec<u8> {
+    pub(crate) fn wire(&self, host: &str) -> Vec<u8> {
         let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target());
         if self.get_header("host").is_none() {
             out.push_str(&format!("Host: {host}\r\n"));
@@ -176,23 +176,23 @@ impl Req {
 }
 
 /// Sends `req` to the broker.
-pub async fn send(b: &TestBroker, req: &Req) -> RawResponse {
+pub(crate) async fn send(b: &TestBroker, req: &Req) -> RawResponse {
     raw_http(b.addr, &req.wire(&b.addr.to_string())).await
 }
 
 /// Signs `req` with `aws-sigv4` at the broker's now and sends it.
-pub async fn send_signed(b: &TestBroker, creds: &Creds, req: &Req) -> RawResponse {
+pub(crate) async fn send_signed(b: &TestBroker, creds: &Creds, req: &Req) -> RawResponse {
     let host = b.addr.to_string();
     send(b, &OracleSigner::new(creds, b.now()).sign(&host, req)).await
 }
 
 /// RFC 1123, as an HTTP `Date` header.
-pub fn http_date(unix: i64) -> String {
+pub(crate) fn http_date(unix: i64) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap()))
 }
 
 /// Unix seconds of an ISO-8601 `Expiration`.
-pub fn parse_iso(text: &str) -> i64 {
+pub(crate) fn parse_iso(text: &str) -> i64 {
     aws_sdk_sts::primitives::DateTime::from_str(
         text,
         aws_sdk_sts::primitives::DateTimeFormat::DateTime,
@@ -203,7 +203,7 @@ pub fn parse_iso(text: &str) -> i64 {
 
 /// Runs curl (off the runtime, so the in-process broker keeps serving); returns the parsed
 /// `-i` output.
-pub async fn curl(args: Vec<String>) -> RawResponse {
+pub(crate) async fn curl(args: Vec<String>) -> RawResponse {
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("curl")
             .args(["-sS", "-i", "--max-time", "20"])
@@ -223,7 +223,7 @@ pub async fn curl(args: Vec<String>) -> RawResponse {
 }
 
 /// `curl --aws-sigv4 aws:amz:us-east-1:sts --user AKID:SECRET` plus `extra`.
-pub fn curl_sigv4_args(creds: &Creds, extra: &[&str]) -> Vec<String> {
+pub(crate) fn curl_sigv4_args(creds: &Creds, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
         "--aws-sigv4".to_owned(),
         "aws:amz:us-east-1:sts".to_owned(),

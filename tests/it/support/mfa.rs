@@ -13,7 +13,7 @@ use crate::support::totp::{Totp, base32_encode, step_at};
 
 /// An MFA device: its serial and its TOTP key.
 #[derive(Clone, Debug)]
-pub struct VirtualDevice {
+pub(crate) struct VirtualDevice {
     pub serial: String,
     pub seed_b32: String,
     pub key: Totp,
@@ -21,13 +21,13 @@ pub struct VirtualDevice {
 
 impl VirtualDevice {
     /// The code of the step `offset` steps from `now`.
-    pub fn code_at(&self, now: i64, offset: i64) -> String {
+    pub(crate) fn code_at(&self, now: i64, offset: i64) -> String {
         self.key.code_at(now, offset)
     }
 }
 
 /// A device imported from a seed (a hardware token), as a `VirtualDevice` for its codes.
-pub fn hardware_token(serial: &str, seed: &[u8]) -> VirtualDevice {
+pub(crate) fn hardware_token(serial: &str, seed: &[u8]) -> VirtualDevice {
     VirtualDevice {
         serial: serial.to_owned(),
         seed_b32: base32_encode(seed),
@@ -36,7 +36,7 @@ pub fn hardware_token(serial: &str, seed: &[u8]) -> VirtualDevice {
 }
 
 /// Creates a virtual device with `iam`'s credentials and decodes its seed.
-pub async fn create_virtual_device(iam: &aws_sdk_iam::Client, name: &str) -> VirtualDevice {
+pub(crate) async fn create_virtual_device(iam: &aws_sdk_iam::Client, name: &str) -> VirtualDevice {
     let out = iam
         .create_virtual_mfa_device()
         .virtual_mfa_device_name(name)
@@ -57,7 +57,7 @@ pub async fn create_virtual_device(iam: &aws_sdk_iam::Client, name: &str) -> Vir
 
 /// Creates a virtual device as `creds` and enables it for `user` with two consecutive codes
 /// (the previous and the current step, as a person typing two codes would).
-pub async fn enabled_device(
+pub(crate) async fn enabled_device(
     broker: &TestBroker,
     creds: &Creds,
     user: &str,
@@ -71,7 +71,7 @@ pub async fn enabled_device(
 }
 
 /// Six-digit codes that match no step of `key` within 150 steps of `now`, in a fixed order.
-pub fn far_codes(key: &Totp, now: i64) -> impl Iterator<Item = String> {
+pub(crate) fn far_codes(key: &Totp, now: i64) -> impl Iterator<Item = String> {
     let near: BTreeSet<String> = (-150..=150).map(|k| key.code(step_at(now) + k)).collect();
     (0u32..)
         .map(|n| format!("{:06}", (n * 7919 + 123_457) % 1_000_000))
@@ -79,12 +79,12 @@ pub fn far_codes(key: &Totp, now: i64) -> impl Iterator<Item = String> {
 }
 
 /// A six-digit code that matches no step of `key` within 150 steps of `now`.
-pub fn wrong_code(key: &Totp, now: i64) -> String {
+pub(crate) fn wrong_code(key: &Totp, now: i64) -> String {
     far_codes(key, now).next().unwrap()
 }
 
 /// GetSessionToken with SerialNumber and TokenCode, as `creds`.
-pub async fn session_with_mfa(
+pub(crate) async fn session_with_mfa(
     b: &TestBroker,
     creds: &Creds,
     serial: &str,
@@ -103,7 +103,7 @@ pub async fn session_with_mfa(
 }
 
 /// EnableMFADevice with the device's codes at two step offsets from now.
-pub async fn enable_mfa(
+pub(crate) async fn enable_mfa(
     b: &TestBroker,
     caller: &Creds,
     user: &str,
@@ -126,7 +126,7 @@ pub async fn enable_mfa(
 }
 
 /// ResyncMFADevice with the device's codes at two step offsets from now.
-pub async fn resync_mfa(
+pub(crate) async fn resync_mfa(
     b: &TestBroker,
     caller: &Creds,
     user: &str,
@@ -149,7 +149,7 @@ pub async fn resync_mfa(
 }
 
 /// Serials of ListVirtualMFADevices with `status` (None: the parameter left out).
-pub async fn virtual_serials(
+pub(crate) async fn virtual_serials(
     b: &TestBroker,
     creds: &Creds,
     status: Option<AssignmentStatusType>,
@@ -169,7 +169,7 @@ pub async fn virtual_serials(
 }
 
 /// Serials of ListMFADevices for `user` (None: the caller).
-pub async fn mfa_serials(b: &TestBroker, creds: &Creds, user: Option<&str>) -> Vec<String> {
+pub(crate) async fn mfa_serials(b: &TestBroker, creds: &Creds, user: Option<&str>) -> Vec<String> {
     b.iam(creds)
         .list_mfa_devices()
         .set_user_name(user.map(str::to_owned))

@@ -8,21 +8,21 @@
 //! - `assert`, `texts`: the assertion for refused calls, and the error texts it compares.
 //! - `audit`, `wait`, `process`: the audit log, polling, and the real binary.
 
-pub mod assert;
-pub mod audit;
-pub mod broker;
-pub mod clients;
-pub mod http;
-pub mod iam;
-pub mod mfa;
-pub mod process;
-pub mod signing;
-pub mod texts;
-pub mod totp;
-pub mod wait;
+pub(crate) mod assert;
+pub(crate) mod audit;
+pub(crate) mod broker;
+pub(crate) mod clients;
+pub(crate) mod http;
+pub(crate) mod iam;
+pub(crate) mod mfa;
+pub(crate) mod process;
+pub(crate) mod signing;
+pub(crate) mod texts;
+pub(crate) mod totp;
+pub(crate) mod wait;
 
 pub(crate) use assert::assert_sdk_failure;
-pub use assert::{Failure, assert_identity, assert_xml_error, failure};
-pub use broker::{Setup, TestBroker, TestClock, fresh_dir, wall_now};
-pub use clients::{Creds, jwt_claims, session_creds};
-pub use wait::{PICKUP, eventually};
+pub(crate) use assert::{Failure, assert_identity, assert_xml_error, failure};
+pub(crate) use broker::{Setup, TestBroker, TestClock, fresh_dir, wall_now};
+pub(crate) use clients::{Creds, jwt_claims, session_creds};
+pub(crate) use wait::{PICKUP, eventually};

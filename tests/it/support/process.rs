@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_sts-broker");
 
 /// `sts-broker admin ARGS… --data-dir DATA_DIR`, run to completion.
-pub fn run_admin(args: &[&str], data_dir: &Path) -> Output {
+pub(crate) fn run_admin(args: &[&str], data_dir: &Path) -> Output {
     Command::new(BIN)
         .arg("admin")
         .args(args)
@@ -20,7 +20,7 @@ pub fn run_admin(args: &[&str], data_dir: &Path) -> Output {
 }
 
 /// `sts-broker serve` on a free loopback port; killed with SIGKILL when dropped.
-pub struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
     pub url: String,
 }
@@ -28,7 +28,7 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the binary on `data_dir` (its stderr in `<data_dir>.<tag>.log`) and waits until it
     /// accepts connections.
-    pub async fn start(data_dir: &Path, tag: &str) -> Self {
+    pub(crate) async fn start(data_dir: &Path, tag: &str) -> Self {
         let port = {
             let probe = TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().port()
@@ -63,7 +63,7 @@ impl ServerProcess {
     }
 
     /// `kill -9` (std's `Child::kill` sends SIGKILL) and reap.
-    pub fn kill_9(mut self) {
+    pub(crate) fn kill_9(mut self) {
         self.child.kill().unwrap();
         let status = self.child.wait().unwrap();
         assert!(!status.success(), "{status:?}");

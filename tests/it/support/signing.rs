@@ -17,7 +17,7 @@ use crate::support::clients::Creds;
 use crate::support::http::Req;
 
 /// `YYYYMMDDTHHMMSSZ`, the SigV4 request date.
-pub fn basic_date(unix: i64) -> String {
+pub(crate) fn basic_date(unix: i64) -> String {
     let t = aws_sdk_sts::primitives::DateTime::from_secs(unix)
         .fmt(aws_sdk_sts::primitives::DateTimeFormat::DateTime)
         .unwrap();
@@ -26,7 +26,7 @@ pub fn basic_date(unix: i64) -> String {
 }
 
 /// RFC 3986 encoding (unreserved kept).
-pub fn uri_encode(raw: &[u8]) -> String {
+pub(crate) fn uri_encode(raw: &[u8]) -> String {
     raw.iter()
         .map(|&b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -60,7 +60,7 @@ fn form_decode(raw: &str) -> Vec<u8> {
 
 /// Signs a request with the `aws-sigv4` crate (header or presigned form) for the broker `host`.
 #[derive(Clone, Debug)]
-pub struct OracleSigner {
+pub(crate) struct OracleSigner {
     pub creds: Creds,
     pub region: String,
     pub service: String,
@@ -71,7 +71,7 @@ pub struct OracleSigner {
 }
 
 impl OracleSigner {
-    pub fn new(creds: &Creds, time: i64) -> Self {
+    pub(crate) fn new(creds: &Creds, time: i64) -> Self {
         Self {
             creds: creds.clone(),
             region: "us-east-1".into(),
@@ -83,30 +83,30 @@ impl OracleSigner {
         }
     }
 
-    pub fn region(mut self, region: &str) -> Self {
+    pub(crate) fn region(mut self, region: &str) -> Self {
         self.region = region.into();
         self
     }
 
-    pub fn service(mut self, service: &str) -> Self {
+    pub(crate) fn service(mut self, service: &str) -> Self {
         self.service = service.into();
         self
     }
 
-    pub fn presigned(mut self, expires_secs: u64) -> Self {
+    pub(crate) fn presigned(mut self, expires_secs: u64) -> Self {
         self.presigned = true;
         self.expires_secs = expires_secs;
         self
     }
 
-    pub fn with_content_sha256(mut self) -> Self {
+    pub(crate) fn with_content_sha256(mut self) -> Self {
         self.content_sha256 = true;
         self
     }
 
     /// The signed request: `host` is added and signed, then the signer's headers or query
     /// parameters are appended.
-    pub fn sign(&self, host: &str, req: &Req) -> Req {
+    pub(crate) fn sign(&self, host: &str, req: &Req) -> Req {
         let mut req = req.clone();
         if req.get_header("host").is_none() {
             req.headers.insert(0, ("host".into(), host.into()));
@@ -172,7 +172,7 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
 /// a `Date` header instead of `X-Amz-Date`, any scope, duplicate headers, any payload-hash
 /// header. It adds no header itself: the request must already carry the date.
 #[derive(Clone, Debug)]
-pub struct SpecSigner {
+pub(crate) struct SpecSigner {
     pub creds: Creds,
     /// The request timestamp, basic form (the string to sign's second line).
     pub request_date: String,
@@ -188,7 +188,7 @@ pub struct SpecSigner {
 
 impl SpecSigner {
     /// Signs at `time` (basic date and scope date derived from it), region us-east-1, `sts`.
-    pub fn new(creds: &Creds, time: i64, signed: &[&str]) -> Self {
+    pub(crate) fn new(creds: &Creds, time: i64, signed: &[&str]) -> Self {
         let basic = basic_date(time);
         Self {
             creds: creds.clone(),
@@ -203,7 +203,7 @@ impl SpecSigner {
     }
 
     /// The canonical query: decoded, RFC 3986 re-encoded, sorted; `X-Amz-Signature` left out.
-    pub fn canonical_query(query: &str) -> String {
+    pub(crate) fn canonical_query(query: &str) -> String {
         let mut pairs: Vec<(String, String)> = query
             .split('&')
             .filter(|p| !p.is_empty())
@@ -240,7 +240,7 @@ impl SpecSigner {
     }
 
     /// The canonical request text.
-    pub fn canonical_request(&self, req: &Req) -> String {
+    pub(crate) fn canonical_request(&self, req: &Req) -> String {
         let hash = self
             .payload_hash
             .clone()
@@ -255,7 +255,7 @@ impl SpecSigner {
         )
     }
 
-    pub fn scope(&self) -> String {
+    pub(crate) fn scope(&self) -> String {
         format!(
             "{}/{}/{}/{}",
             self.scope_date, self.region, self.service, self.terminator
@@ -263,7 +263,7 @@ impl SpecSigner {
     }
 
     /// The lowercase hex signature.
-    pub fn signature(&self, req: &Req) -> String {
+    pub(crate) fn signature(&self, req: &Req) -> String {
         let string_to_sign = format!(
             "AWS4-HMAC-SHA256\n{}\n{}\n{}",
             self.request_date,
@@ -281,7 +281,7 @@ impl SpecSigner {
     }
 
     /// `req` with its `Authorization` header appended.
-    pub fn sign(&self, req: &Req) -> Req {
+    pub(crate) fn sign(&self, req: &Req) -> Req {
         let auth = format!(
             "AWS4-HMAC-SHA256 Credential={}/{}, SignedHeaders={}, Signature={}",
             self.creds.akid,

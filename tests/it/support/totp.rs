@@ -9,20 +9,20 @@ use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha1::Sha1;
 
 /// Seconds per TOTP step.
-pub const STEP_SECS: i64 = 30;
+pub(crate) const STEP_SECS: i64 = 30;
 
 /// The step `unix` falls in.
-pub fn step_at(unix: i64) -> i64 {
+pub(crate) fn step_at(unix: i64) -> i64 {
     unix.div_euclid(STEP_SECS)
 }
 
 /// Base32 without padding, uppercase (as `Base32StringSeed` carries it).
-pub fn base32_encode(bytes: &[u8]) -> String {
+pub(crate) fn base32_encode(bytes: &[u8]) -> String {
     BASE32_NOPAD.encode(bytes)
 }
 
 /// Base32 in any letter case, trailing `=` padding allowed; `None` when it is not base32.
-pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn base32_decode(text: &str) -> Option<Vec<u8>> {
     BASE32_NOPAD
         .decode(text.trim_end_matches('=').to_ascii_uppercase().as_bytes())
         .ok()
@@ -30,24 +30,24 @@ pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
 
 /// A TOTP key: the seed an authenticator holds.
 #[derive(Clone, Debug)]
-pub struct Totp {
+pub(crate) struct Totp {
     seed: Vec<u8>,
 }
 
 impl Totp {
-    pub fn new(seed: &[u8]) -> Self {
+    pub(crate) fn new(seed: &[u8]) -> Self {
         Self {
             seed: seed.to_vec(),
         }
     }
 
     /// The key of a base32 seed; `None` when it is not base32.
-    pub fn from_base32(text: &str) -> Option<Self> {
+    pub(crate) fn from_base32(text: &str) -> Option<Self> {
         base32_decode(text).map(|seed| Self::new(&seed))
     }
 
     /// The six-digit code of `step` (RFC 4226 §5.3 dynamic truncation of HMAC-SHA1).
-    pub fn code(&self, step: i64) -> String {
+    pub(crate) fn code(&self, step: i64) -> String {
         let mut mac = <Hmac<Sha1>>::new_from_slice(&self.seed).unwrap();
         mac.update(&step.to_be_bytes());
         let digest = mac.finalize().into_bytes();
@@ -62,7 +62,7 @@ impl Totp {
     }
 
     /// The code of the step `offset` steps from the one `now` falls in.
-    pub fn code_at(&self, now: i64, offset: i64) -> String {
+    pub(crate) fn code_at(&self, now: i64, offset: i64) -> String {
         self.code(step_at(now) + offset)
     }
 }

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 /// Time a running broker gets to notice an admin change made by another process or handle (it
 /// polls its change log every 50 ms in tests).
-pub const PICKUP: Duration = Duration::from_secs(10);
+pub(crate) const PICKUP: Duration = Duration::from_secs(10);
 
 /// Polls `probe` every 20 ms until it yields a value, for at most `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, mut probe: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(limit: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
