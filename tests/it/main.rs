@@ -40,5 +40,6 @@ mod mfa_virtual_devices;
 mod admin_commands;
 mod audit_log;
 mod durability;
+mod embedding;
 mod real_clients;
 mod tls_http2;

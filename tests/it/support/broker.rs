@@ -284,3 +284,94 @@ pub(crate) async fn listen_on_all_interfaces(
     running.shutdown().await;
     Ok(seen)
 }
+
+/// A broker embedded in the test process, served on a listener the test bound, until the test
+/// sends its shutdown signal: [`Broker::serve`] as an embedding service would use it.
+pub(crate) struct EmbeddedBroker {
+    pub addr: SocketAddr,
+    pub root: Creds,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl EmbeddedBroker {
+    /// Opens `data_dir` and serves it on a fresh loopback listener.
+    pub(crate) async fn start(data_dir: &Path) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (broker, _) =
+            Broker::open(config_for(data_dir), Arc::new(ManualClock::new(wall_now()))).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(async move {
+            broker
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .map_err(|e| e.to_string())
+        });
+        Self {
+            addr,
+            root: root_creds_in(data_dir),
+            stop,
+            served,
+        }
+    }
+
+    /// Sends the shutdown signal; what `serve` returned.
+    pub(crate) async fn shutdown(self) -> Result<(), String> {
+        let _ = self.stop.send(());
+        self.served.await.unwrap()
+    }
+}
+
+/// A verifier of a service of one's own, following a broker's data dir read-only.
+pub(crate) struct GatedService {
+    verifier: sts_broker::Verifier,
+    policy: sts_broker::VerifyPolicy,
+}
+
+impl GatedService {
+    /// Follows `data_dir` every 50 ms, for requests signed for `service`.
+    pub(crate) fn follow(data_dir: &Path, service: &str) -> Self {
+        let verifier =
+            sts_broker::Verifier::follow_data_dir(data_dir, std::time::Duration::from_millis(50))
+                .unwrap();
+        Self {
+            verifier,
+            policy: sts_broker::VerifyPolicy::new(service),
+        }
+    }
+
+    /// Admits only MFA-backed session credentials, at most `max_age_secs` after the MFA code.
+    pub(crate) fn require_mfa(mut self, max_age_secs: Option<i64>) -> Self {
+        self.policy.require_mfa = true;
+        self.policy.max_mfa_age_secs = max_age_secs;
+        self
+    }
+
+    /// The caller's ARN and MFA age, or the refusal's text, for `req` at `now`.
+    pub(crate) fn check(
+        &self,
+        req: &crate::support::http::Req,
+        now: i64,
+    ) -> Result<(String, Option<i64>), String> {
+        let mut builder = http::Request::builder()
+            .method(req.method.as_str())
+            .uri(req.target());
+        for (name, value) in &req.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let (parts, ()) = builder.body(()).unwrap().into_parts();
+        let at = sts_broker::UnixTime::from_secs(now);
+        self.verifier
+            .verify(
+                &parts,
+                sts_broker::Payload::Bytes(&req.body),
+                &self.policy,
+                at,
+            )
+            .map(|caller| (caller.arn.clone(), caller.mfa_age_secs(at)))
+            .map_err(|e| e.to_string())
+    }
+}
