@@ -48,10 +48,10 @@ def dispatched_actions(path: Path) -> set[str]:
 
 def error_codes_and_statuses() -> dict[str, int]:
     text = (ROOT / "src/protocol/error.rs").read_text()
-    code_fn = text[text.index("pub fn code(&self)"):]
+    code_fn = text[text.index("fn code(&self)"):]
     code_fn = code_fn[: code_fn.index("\n    }\n")]
     variant_code = dict(re.findall(r"Self::(\w+)[^=]*=> \"(\w+)\"", code_fn))
-    status_fn = text[text.index("pub fn status(&self)"):]
+    status_fn = text[text.index("fn status(&self)"):]
     status_fn = status_fn[: status_fn.index("\n    }\n")]
     names = {"FORBIDDEN": 403, "BAD_REQUEST": 400, "NOT_FOUND": 404, "CONFLICT": 409, "PAYLOAD_TOO_LARGE": 413,
              "REQUEST_HEADER_FIELDS_TOO_LARGE": 431, "REQUEST_TIMEOUT": 408, "INTERNAL_SERVER_ERROR": 500}
