@@ -71,7 +71,7 @@ def error_codes_and_statuses() -> dict[str, int]:
 def fixed_texts() -> list[str]:
     texts = []
     for path in ("src/protocol/error.rs", "src/sigv4/error.rs"):
-        for lit in re.findall(r'pub(?:\(crate\))? const \w+: &str =\s*"((?:[^"\\]|\\.)*)"', (ROOT / path).read_text()):
+        for lit in re.findall(r'pub(?:\((?:crate|super)\))? const \w+: &str =\s*"((?:[^"\\]|\\.)*)"', (ROOT / path).read_text()):
             texts.append(rust_string(lit))
     for path in ("src/protocol/error.rs", "src/sigv4/error.rs"):
         for lit in re.findall(r'#\[error\(\s*"((?:[^"\\]|\\.)*)"\s*\)\]', (ROOT / path).read_text()):
