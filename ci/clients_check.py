@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Real-client checks against a running sts-broker: boto3 and the AWS CLI (v1).
 
-Issue 2: root (from root-credentials.csv) calls GetCallerIdentity, creates a user and an access
-key; the user calls GetCallerIdentity and GetSessionToken; the session calls GetCallerIdentity.
-Error texts round-trip through botocore's ClientError.response['Error'].
+Identity flow (docs/sts-wire-contract.md#getcalleridentity,
+docs/iam-mfa-api.md#users-and-access-keys): root (from root-credentials.csv) calls
+GetCallerIdentity, creates a user and an access key; the user calls GetCallerIdentity and
+GetSessionToken; the session calls GetCallerIdentity. Error texts
+(docs/sts-wire-contract.md#error-table) round-trip through botocore's ClientError.response['Error'].
 
-Issue 3: the AWS CLI creates a virtual MFA device with its QR code as a PNG, the PNG is decoded
-to the otpauth:// URI, TOTP codes are computed from its secret (RFC 6238, stdlib only), the
-device is enabled with two consecutive codes, GetSessionToken with a fresh code succeeds, the
-same code again is refused, and a FIDO key registered by `sts-broker admin mfa register-fido`
-on the running broker is refused on GetSessionToken.
+MFA flow (docs/mfa.md, docs/iam-mfa-api.md): the AWS CLI creates a virtual MFA device with its QR
+code as a PNG, the PNG is decoded to the otpauth:// URI (docs/mfa.md#provisioning-uri), TOTP codes
+are computed from its secret (RFC 6238, stdlib only), the device is enabled with two consecutive
+codes, GetSessionToken with a fresh code succeeds, the same code again is refused
+(docs/mfa.md#one-time-use), and a FIDO key registered by `sts-broker admin mfa register-fido` on the
+running broker is refused on GetSessionToken (docs/mfa.md#fido-keys-and-sts).
 
 Prints what each step returned (never a secret key, session token, seed or code) and exits
 non-zero on any mismatch.
@@ -261,7 +264,7 @@ def check_session_creds(creds: dict, what: str, min_seconds: int, max_seconds: i
               f"{what}: Expiration is about now + {min_seconds}..{max_seconds} s", left)
 
 
-def boto3_issue2(endpoint: str, root: tuple[str, str], account: str) -> None:
+def boto3_identity_flow(endpoint: str, root: tuple[str, str], account: str) -> None:
     step("boto3: root GetCallerIdentity")
     sts_root, iam_root = boto_clients(endpoint, *root)
     ident = sts_root.get_caller_identity()
@@ -530,7 +533,7 @@ class Cli:
         SPEC.check_error(what, code, message)
 
 
-def cli_issue2(cli: Cli, root: tuple[str, str], account: str) -> None:
+def cli_identity_flow(cli: Cli, root: tuple[str, str], account: str) -> None:
     step("AWS CLI: root sts get-caller-identity")
     ident = cli.ok(root, "sts", "get-caller-identity")
     show("result", ident)
@@ -587,7 +590,7 @@ def decode_qr(png: Path) -> str:
     return results[0].text
 
 
-def cli_issue3(cli: Cli, root: tuple[str, str], account: str, broker: str, data_dir: Path) -> None:
+def cli_mfa_flow(cli: Cli, root: tuple[str, str], account: str, broker: str, data_dir: Path) -> None:
     step("AWS CLI: root creates user alice with an access key")
     name = "alice"
     user = cli.ok(root, "iam", "create-user", "--user-name", name)["User"]
@@ -788,11 +791,11 @@ def main() -> int:
         sts_root, _ = boto_clients(args.endpoint, *root)
         account = sts_root.get_caller_identity()["Account"]
         show("account", account)
-        boto3_issue2(args.endpoint, root, account)
+        boto3_identity_flow(args.endpoint, root, account)
         raw_http(args.endpoint, root, account)
         cli = Cli(aws, args.endpoint, args.work)
-        cli_issue2(cli, root, account)
-        cli_issue3(cli, root, account, args.broker, args.data_dir)
+        cli_identity_flow(cli, root, account)
+        cli_mfa_flow(cli, root, account, args.broker, args.data_dir)
         check_logs(args.data_dir, args.broker_log, account)
     except Fatal as e:
         CHECKS.ok(False, f"fatal: {e}")

@@ -55,7 +55,8 @@ pub struct Config {
     pub mfa_window: u32,
     /// Window searched by EnableMFADevice/ResyncMFADevice to learn a device's drift, in steps.
     pub mfa_resync_window: u32,
-    /// MFA devices an identity may have enabled (1 as the seed says; at most 8).
+    /// MFA devices an identity may have enabled: 1 by default, AWS's limit before November 2022;
+    /// at most 8, today's (`docs/mfa.md#device-count`).
     pub max_mfa_devices_per_user: u32,
     /// Consecutive MFA failures before a device is locked out.
     pub mfa_free_failures: u32,

@@ -43,7 +43,8 @@ pub(crate) fn access_key_id(prefix: &str) -> Result<String, RandomError> {
     Ok(format!("{prefix}{}", random_id_chars(16)?))
 }
 
-/// An IAM user id: `AIDA` and 17 characters (21 in all, as AWS's).
+/// An IAM user id: `AIDA` and 17 characters, 21 in all as AWS's
+/// (`docs/sts-wire-contract.md#getcalleridentity`).
 pub(crate) fn user_id() -> Result<String, RandomError> {
     Ok(format!("AIDA{}", random_id_chars(17)?))
 }

@@ -196,7 +196,8 @@ impl KeyRing {
         let digest: Zeroizing<[u8; 32]> = Zeroizing::new(mac.finalize().into_bytes().into());
         let mut text =
             Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(digest.as_slice()));
-        // 32 bytes encode to 44 characters; AWS secrets are 40.
+        // 32 bytes encode to 44 characters; AWS secrets are 40
+        // (`docs/sts-wire-contract.md#getsessiontoken-result`).
         text.truncate(40);
         text
     }

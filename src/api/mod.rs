@@ -29,7 +29,7 @@ use crate::store::{Index, Store};
 use crate::time::UnixTime;
 use crate::verifier::{Payload, Presented, Verifier, VerifyPolicy};
 
-/// Where AWS redirects requests without an Action.
+/// Where AWS redirects requests without an Action (`docs/sts-wire-contract.md#front-door`).
 const FRONT_DOOR: &str = "https://aws.amazon.com/iam";
 
 /// Everything a request needs, shared by all connections.
@@ -302,7 +302,8 @@ fn redirect(location: &str, request_id: &str) -> Response<Full<Bytes>> {
     if let Ok(v) = HeaderValue::from_str(location) {
         h.insert(header::LOCATION, v);
     }
-    // Without an Action the service is unknown; live STS sends its headers on this redirect.
+    // Without an Action the service is unknown; live STS sends its headers on this redirect
+    // (`docs/sts-wire-contract.md#front-door`).
     insert_request_headers(h, request_id, Service::Sts);
     resp
 }

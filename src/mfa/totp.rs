@@ -27,7 +27,8 @@ pub(crate) const CODE_DIGITS: u32 = 6;
 
 /// Shortest seed accepted, in bytes. RFC 4226 §4 asks for 128 bits and recommends 160, but
 /// hardware tokens in the field ship 80-bit (10-byte) seeds, and the broker must accept them.
-/// Seeds the broker mints itself should be 20 bytes or more (AWS uses 40).
+/// Seeds the broker mints itself should be 20 bytes or more (AWS uses 40:
+/// `docs/mfa.md#totp-algorithm`).
 pub(crate) const MIN_SEED_BYTES: usize = 10;
 
 /// Longest seed accepted, in bytes: one SHA-1 block. HMAC hashes longer keys down to 20

@@ -1,5 +1,6 @@
 //! Every failure a client can see, in one place: its AWS code, HTTP status, Type and
-//! byte-exact message (contract §3, §6). Lower layers convert into [`ApiError`]; nothing else
+//! byte-exact message (`docs/sts-wire-contract.md#error-table`,
+//! `docs/iam-mfa-api.md#error-messages`). Lower layers convert into [`ApiError`]; nothing else
 //! decides what goes on the wire.
 
 use std::borrow::Cow;
@@ -163,7 +164,8 @@ impl ApiError {
             | Self::ValidationError(_)
             | Self::MalformedInput(_)
             | Self::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            // AWS's common-errors table gives MalformedQueryString a 404.
+            // AWS's common-errors table gives MalformedQueryString a 404
+            // (https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html).
             Self::MalformedQueryString | Self::NoSuchEntity(_) => StatusCode::NOT_FOUND,
             Self::EntityAlreadyExists(_) | Self::DeleteConflict(_) | Self::LimitExceeded(_) => {
                 StatusCode::CONFLICT
@@ -330,6 +332,7 @@ mod tests {
         assert!(e.body(Service::Sts, "r").contains("AWSFault/2005-15-09"));
     }
 
+    /// The layout of `docs/sts-wire-contract.md#error-body`, byte for byte.
     #[test]
     fn error_body_has_the_contract_shape() {
         let body = ApiError::access_denied(SESSION_CANNOT_GET_SESSION_TOKEN)

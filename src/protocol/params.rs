@@ -1,6 +1,6 @@
 //! The AWS Query protocol's parameters: `application/x-www-form-urlencoded` pairs from the
 //! query string and the body. The first occurrence of a name wins; unknown names are ignored
-//! by the handlers (contract §1).
+//! by the handlers (`docs/sts-wire-contract.md#front-door`).
 
 use super::error::ApiError;
 

@@ -1,5 +1,6 @@
 //! Smithy-style constraint checks that collect every violation into one `ValidationError`,
-//! worded as AWS words them (contract §1): member names are lowerCamel, values quoted.
+//! worded as AWS words them (`docs/sts-wire-contract.md#validation-errors`): member names are
+//! lowerCamel, values quoted.
 
 use super::error::ApiError;
 
@@ -134,8 +135,8 @@ impl Checks {
     }
 }
 
-/// Parses a Query-protocol integer as AWS does: `+900` and `0900` are 900; empty, fractions,
-/// words and values outside i32 are `MalformedInput`.
+/// Parses a Query-protocol integer as AWS does (`docs/sts-wire-contract.md#parameter-decoding`):
+/// `+900` and `0900` are 900; empty, fractions, words and values outside i32 are `MalformedInput`.
 pub(crate) fn parse_int(value: &str) -> Result<i64, ApiError> {
     if value.is_empty() {
         return Err(ApiError::MalformedInput(

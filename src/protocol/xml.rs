@@ -1,5 +1,6 @@
 //! AWS Query-protocol XML: no prologue, two-space indent, a newline after every element and a
-//! trailing newline (contract §2). A few fixed shapes, so a small writer beats an XML library.
+//! trailing newline (`docs/sts-wire-contract.md#success-body`). A few fixed shapes, so a small
+//! writer beats an XML library.
 
 use std::fmt::Write as _;
 
@@ -125,6 +126,7 @@ mod tests {
         assert!(matches!(escape("plain"), std::borrow::Cow::Borrowed(_)));
     }
 
+    /// The layout of `docs/sts-wire-contract.md#success-body`, byte for byte.
     #[test]
     fn success_body_has_the_contract_shape() {
         let body = success_body(

@@ -1,12 +1,14 @@
 //! Every way a SigV4 request can fail, each with the byte-exact message AWS sends.
 //!
 //! `Display` is the `<Message>` text the client sees; [`SigV4Error::kind`] is the AWS error code
-//! and HTTP status. Texts pinned by `reference/sts-contract.md` §3 are reproduced exactly; the
-//! others follow what AWS endpoints were observed to return (sources on each variant).
+//! and HTTP status. Texts are reproduced exactly as `docs/sts-wire-contract.md#error-table` and
+//! `docs/sts-wire-contract.md#sigv4-error-texts` give them: STS's own where it was captured,
+//! otherwise what other AWS endpoints were observed to return (sources on each variant).
 
 use std::fmt;
 
-/// The generic mismatch text (obs: sts-contract §3, awslabs/aws-sdk-rust#167).
+/// The generic mismatch text, observed on STS (`docs/sts-wire-contract.md#error-table`,
+/// awslabs/aws-sdk-rust#167).
 pub(super) const SIGNATURE_MISMATCH_MESSAGE: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
 
 /// The AWS error code a [`SigV4Error`] is reported as. Both are `<Type>Sender</Type>`.
@@ -50,7 +52,7 @@ pub enum SigV4Error {
     )]
     BothAuthForms,
 
-    /// A component of the `Authorization` header has no `=` (obs boto/boto3#2280).
+    /// A component of the `Authorization` header has no `=` (observed on STS: boto/boto3#2280).
     #[error(
         "'{part}' not a valid key=value pair (missing equal-sign) in Authorization header: '{header}'."
     )]
@@ -62,7 +64,7 @@ pub enum SigV4Error {
     },
 
     /// `Credential`, `Signature` or `SignedHeaders` is missing from the `Authorization` header,
-    /// or the request has neither `X-Amz-Date` nor `Date` (obs boto/boto3#2280,
+    /// or the request has neither `X-Amz-Date` nor `Date` (observed: boto/boto3#2280 on STS,
     /// aws/aws-sdk-js#4285).
     #[error("{0}")]
     IncompleteAuthorization(MissingAuthorizationParts),
@@ -100,12 +102,12 @@ pub enum SigV4Error {
         value: String,
     },
 
-    /// `host` is not among the signed headers (obs aws/aws-sdk-php#2469,
+    /// `host` is not among the signed headers (observed on other services: aws/aws-sdk-php#2469,
     /// aws/aws-sdk-js-v3#3796: InvalidSignatureException, 403).
     #[error("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")]
     HostNotSigned,
 
-    /// A name listed in `SignedHeaders` is not a header of the request (obs
+    /// A name listed in `SignedHeaders` is not a header of the request (observed on AppSync:
     /// awslabs/aws-mobile-appsync-sdk-js#702, IncompleteSignatureException).
     #[error("'{name}' is named as a SignedHeader, but it does not exist in the HTTP request.")]
     SignedHeaderMissing {
@@ -123,7 +125,8 @@ pub enum SigV4Error {
     #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
     PayloadHashMismatch,
 
-    /// The request date is older than now minus the allowed skew (obs aws/aws-cli#6676).
+    /// The request date is older than now minus the allowed skew (observed on STS:
+    /// aws/aws-cli#6676).
     #[error("Signature expired: {request} is now earlier than {bound} ({now} - {}.)", skew_text(.skew_secs))]
     SignatureExpired {
         /// The request date, basic form.
@@ -137,7 +140,7 @@ pub enum SigV4Error {
     },
 
     /// The request date is later than now plus the allowed skew
-    /// (obs QT-DevOps/DevOpsIssues#989).
+    /// (observed on STS: QT-DevOps/DevOpsIssues#989).
     #[error("Signature not yet current: {request} is still later than {bound} ({now} + {}.)", skew_text(.skew_secs))]
     SignatureNotYetCurrent {
         /// The request date, basic form.
@@ -193,7 +196,8 @@ fn skew_text(skew_secs: &i64) -> String {
 }
 
 /// Which parts an `Authorization` header lacks. Each missing part contributes one clause, in
-/// AWS's order, and the header value closes the message.
+/// AWS's order, and the header value closes the message
+/// (`docs/sts-wire-contract.md#sigv4-error-texts`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MissingAuthorizationParts {
     /// No `Credential=`.

@@ -1,11 +1,11 @@
 //! Reading a request's SigV4 authentication data, in the order AWS reports problems.
 //!
-//! Order (dacut/scratchstack-aws-signature's notes on AWS's error ordering, cross-checked with
-//! mhart/dynalite and observed AWS messages): both forms at once → header components without
-//! `=` → missing components or date → unsupported algorithm → `host` not signed → malformed
-//! date → malformed credential → malformed signature. A presigned request whose
-//! `X-Amz-Algorithm` is some other algorithm counts as unauthenticated (AWS answers
-//! MissingAuthenticationToken), so [`parse`] returns `Ok(None)` for it.
+//! Order (`docs/sts-wire-contract.md#sigv4-check-order`: dacut/scratchstack-aws-signature's notes
+//! on AWS's error ordering, cross-checked with mhart/dynalite and observed AWS messages): both
+//! forms at once → header components without `=` → missing components or date → unsupported
+//! algorithm → `host` not signed → malformed date → malformed credential → malformed signature. A
+//! presigned request whose `X-Amz-Algorithm` is some other algorithm counts as unauthenticated (AWS
+//! answers MissingAuthenticationToken), so [`parse`] returns `Ok(None)` for it.
 
 use std::borrow::Cow;
 

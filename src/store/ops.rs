@@ -14,7 +14,8 @@ use crate::model::{AccessKey, Device, DeviceKind, Owner, User};
 
 /// Access keys an identity may have, as in IAM.
 pub(crate) const MAX_ACCESS_KEYS: u32 = 2;
-/// Length of a generated virtual-device seed: 40 bytes, 64 base32 characters, as AWS's.
+/// Length of a generated virtual-device seed: 40 bytes, 64 base32 characters, as AWS's
+/// (`docs/mfa.md#totp-algorithm`).
 pub(crate) const VIRTUAL_SEED_BYTES: usize = 40;
 
 fn owner_exists(ctx: &WriteCtx<'_>, owner: &Owner) -> Result<bool, StoreError> {

@@ -2,11 +2,12 @@
 //! STS or IAM wire format and writing nothing. The STS/IAM API is one client of it; a gateway,
 //! a forward-auth endpoint or an embedding service are others.
 //!
-//! Order of checks (the order AWS reports problems in; see `docs/sts-wire-contract.md`): the
-//! request must carry SigV4 at all and be well-formed; it must be scoped to the policy's
-//! service, a known region and the request date, and be within the skew; then the access key
-//! (or session token) must be valid, checked before the signature, as AWS does; then the
-//! signature itself, in constant time; last, the policy's MFA requirements.
+//! Order of checks (the order AWS reports problems in; see
+//! `docs/sts-wire-contract.md#sigv4-check-order`): the request must carry SigV4 at all and be
+//! well-formed; it must be scoped to the policy's service, a known region and the request date, and
+//! be within the skew; then the access key (or session token) must be valid, checked before the
+//! signature, as AWS does; then the signature itself, in constant time; last, the policy's MFA
+//! requirements.
 
 mod error;
 

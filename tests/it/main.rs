@@ -1,6 +1,6 @@
 //! The integration suite: one binary that boots the real broker on 127.0.0.1:0 with a settable
 //! clock and drives it with real clients (aws-sdk-sts/iam, curl, boto3, raw HTTP, the aws-sigv4
-//! signer). One file per area of the contract; what they share is in `support/`.
+//! signer). One file per area of the broker's behaviour; what they share is in `support/`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

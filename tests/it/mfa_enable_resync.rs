@@ -384,7 +384,7 @@ async fn eight_devices_at_most() {
             .await
             .unwrap();
     }
-    // A configuration beyond AWS's quota is refused.
+    // A configuration beyond AWS's quota is refused (`docs/mfa.md#device-count`).
     assert!(!b.accepts(&Setup::default().max_mfa_devices_per_user(9)));
     b.stop().await;
 }

@@ -287,6 +287,8 @@ async fn error_response_is_byte_exact() {
     b.stop().await;
 }
 
+/// The layout of `docs/sts-wire-contract.md#success-body`, byte for byte, with the credentials of
+/// `docs/sts-wire-contract.md#getsessiontoken-result`.
 #[tokio::test]
 async fn get_session_token_response_has_the_contract_shape() {
     let b = TestBroker::start().await;

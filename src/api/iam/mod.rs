@@ -1,7 +1,7 @@
 //! IAM actions (`Version=2010-05-08`): the subset that manages users, access keys and MFA
 //! devices with the AWS CLI. Root may do everything; an IAM user manages only its own keys and
 //! devices (`docs/iam-mfa-api.md`). Session credentials reach IAM only when they carry MFA
-//! (`docs/mfa.md#condition-keys`).
+//! (`docs/sts-wire-contract.md#session-credential-limits`).
 
 mod access_keys;
 mod mfa_devices;
@@ -22,7 +22,8 @@ use crate::store::queries::PageRequest;
 
 /// Runs an IAM action; returns the XML body.
 pub(super) async fn dispatch(ctx: &RequestCtx<'_>, action: &str) -> Result<String, ApiError> {
-    // GetSessionToken credentials without MFA cannot call IAM at all.
+    // GetSessionToken credentials without MFA cannot call IAM at all
+    // (`docs/sts-wire-contract.md#session-credential-limits`).
     if ctx.caller.session.is_some() && !ctx.caller.mfa_present() {
         return Err(ApiError::InvalidClientTokenId);
     }

@@ -5,7 +5,8 @@ use crate::api::RequestCtx;
 use crate::protocol::Service;
 use crate::protocol::xml::{XmlWriter, success_body};
 
-/// Renders the caller's Arn, UserId and Account, in the order live STS uses.
+/// Renders the caller's Arn, UserId and Account, in the order live STS uses
+/// (`docs/sts-wire-contract.md#getcalleridentity`).
 pub(super) fn handle(ctx: &RequestCtx<'_>) -> String {
     let caller = &ctx.caller;
     success_body(

@@ -306,6 +306,7 @@ mod tests {
         p
     }
 
+    /// The texts of `docs/sts-wire-contract.md#validation-errors`.
     #[test]
     fn duration_bounds_use_the_contract_text() {
         let e = Input::parse(&params("DurationSeconds=899")).err().unwrap();
