@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -52,15 +51,20 @@ pub enum ServeError {
 
 /// What answers the requests of a connection.
 pub(crate) trait Handler: Send + Sync + 'static {
+    /// The body of its responses (a whole XML document, or a stream relayed from elsewhere).
+    type Body: hyper::body::Body<Data = Bytes, Error = Self::BodyError> + Send + 'static;
+    /// What reading that body can fail with.
+    type BodyError: Into<Box<dyn std::error::Error + Send + Sync>>;
+
     /// Answers one request from `remote`; never fails (failures are error responses).
     fn handle(
         &self,
         req: Request<Incoming>,
         remote: SocketAddr,
-    ) -> impl Future<Output = Response<Full<Bytes>>> + Send;
+    ) -> impl Future<Output = Response<Self::Body>> + Send;
 
     /// The answer to a request that took longer than the request timeout.
-    fn timeout_response(&self) -> Response<Full<Bytes>>;
+    fn timeout_response(&self) -> Response<Self::Body>;
 }
 
 /// Connection-level settings, from the configuration.

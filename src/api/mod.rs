@@ -6,6 +6,7 @@ mod context;
 mod iam;
 mod sts;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -240,6 +241,9 @@ impl Api {
 }
 
 impl crate::server::Handler for Api {
+    type Body = Full<Bytes>;
+    type BodyError = Infallible;
+
     fn handle(
         &self,
         req: Request<hyper::body::Incoming>,
