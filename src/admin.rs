@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::mfa::base32;
 use crate::mfa::totp::TokenCode;
 use crate::model::Owner;
+use crate::protocol::error::ApiError;
 use crate::protocol::validate::{is_name_char, is_serial_char};
 use crate::store::ops::{self, CodePair, FidoRegistration};
 use crate::store::{Store, StoreError, StoreOptions, queries};
@@ -25,9 +26,24 @@ pub enum AdminError {
     /// The input is not acceptable; nothing was changed.
     #[error("{0}")]
     Input(String),
-    /// The store refused or failed; nothing was changed.
+    /// The store refused the change, in the words the API would use; nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+    /// The store failed; nothing was changed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+/// Operators read the same texts as API clients (`MFA Device with serial number … does not
+/// exist.`); faults keep the store's own description.
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        if e.is_fault() {
+            Self::Store(e)
+        } else {
+            Self::Refused(ApiError::from(e).to_string())
+        }
+    }
 }
 
 /// An open store for admin commands.
@@ -145,7 +161,12 @@ impl Admin {
             }
             Err(e) => {
                 self.audit("ImportHardwareMFADevice", None, None, false);
-                Err(e.into())
+                Err(match e {
+                    StoreError::DeviceExists(serial) => AdminError::Refused(format!(
+                        "{serial}: a device with this serial already exists"
+                    )),
+                    other => other.into(),
+                })
             }
         }
     }
