@@ -36,9 +36,9 @@ async fn hardware_tokens_imported_by_the_operator_are_enabled_and_used() {
     )
     .unwrap();
     let operator = b.operator();
-    assert_eq!(operator.import_hardware(&seeds).unwrap(), 1);
+    assert_eq!(operator.import_hardware(&seeds, None).unwrap(), 1);
     // Importing the same serial again is refused; a file with one bad row imports nothing.
-    assert!(operator.import_hardware(&seeds).is_err());
+    assert!(operator.import_hardware(&seeds, None).is_err());
     let t3 = hardware_token("GAHT33333333", b"third-token-seed-333");
     let mixed = dir.join("mixed.csv");
     std::fs::write(
@@ -46,11 +46,11 @@ async fn hardware_tokens_imported_by_the_operator_are_enabled_and_used() {
         format!("{},{}\nGAHT44444444,not base32!\n", t3.serial, t3.seed_b32),
     )
     .unwrap();
-    assert!(operator.import_hardware(&mixed).is_err());
+    assert!(operator.import_hardware(&mixed, None).is_err());
     let t3_only = dir.join("t3.csv");
     std::fs::write(&t3_only, format!("{},{}\n", t3.serial, t3.seed_b32)).unwrap();
     assert_eq!(
-        operator.import_hardware(&t3_only).unwrap(),
+        operator.import_hardware(&t3_only, None).unwrap(),
         1,
         "the refused file left nothing behind"
     );
