@@ -1,6 +1,7 @@
-//! What survives a restart: replay protection across `kill -9` of the real binary (real clock,
-//! Rust SDK), identities made just before the kill, and a device's drift and last accepted step
-//! across an orderly restart (README.md: a code is never accepted twice, even across `kill -9`).
+//! What survives a restart: replay protection and the MFA lock-out across `kill -9` of the real
+//! binary (real clock, Rust SDK), identities made just before the kill, and a device's drift and
+//! last accepted step across an orderly restart (README.md: a code is never accepted twice, even
+//! across `kill -9`; a restart grants no more guesses).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

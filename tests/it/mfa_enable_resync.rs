@@ -1,5 +1,6 @@
-//! Enabling, resynchronising and deactivating MFA devices with their codes, and how many a user
-//! may have enabled (https://docs.aws.amazon.com/IAM/latest/APIReference/API_EnableMFADevice.html,
+//! Enabling, resynchronising and deactivating MFA devices with their codes, how many a user may
+//! have enabled, that a further one needs MFA, and that unassigned hardware tokens cannot be
+//! told from unknown serials (https://docs.aws.amazon.com/IAM/latest/APIReference/API_EnableMFADevice.html,
 //! https://docs.aws.amazon.com/IAM/latest/APIReference/API_ResyncMFADevice.html,
 //! https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeactivateMFADevice.html,
 //! https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).

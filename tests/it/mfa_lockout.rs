@@ -1,7 +1,10 @@
 //! Guessing is throttled per device: five failures lock it, the lock doubles up to fifteen
 //! minutes, a locked device refuses even the right code with the wrong-code text, and concurrent
-//! guesses get no more than five checks (README.md, `mfa_free_failures`/`mfa_*_backoff_secs`;
-//! the refusals: https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html,
+//! guesses get no more than five checks. The lock-out lives in the store: a restart or a second
+//! broker on the data dir grants no more guesses. An unassigned hardware token counts failures
+//! per caller, so a guesser locks out only itself (README.md, `mfa_free_failures`/
+//! `mfa_*_backoff_secs`, docs/mfa.md#throttling; the refusals:
+//! https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html,
 //! https://docs.aws.amazon.com/IAM/latest/APIReference/API_EnableMFADevice.html).
 
 use std::sync::Arc;
@@ -431,5 +434,43 @@ async fn wrong_codes_on_an_unassigned_hardware_token_lock_out_only_the_guesser()
         && e["principal"] == b.user_arn("mallory").as_str()
         && e["reason"] == "throttled"));
     assert_eq!(mfa_serials(&b, &alice, None).await, [token.serial.as_str()]);
+    // Enabled, the token counts failures as alice's device; mallory's record went.
+    assert_eq!(b.lockout_records(), 0);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_users_records_go_with_it() {
+    let b = TestBroker::start().await;
+    let mallory = b.user_with_key("mallory").await;
+    let token = hardware_token("GAHT12345678", b"12345678901234567890");
+    let seeds = fresh_dir("seeds").join("seeds.csv");
+    std::fs::write(&seeds, format!("{},{}\n", token.serial, token.seed_b32)).unwrap();
+    let operator = b.operator();
+    operator.import_hardware(&seeds, None).unwrap();
+    operator.close();
+    let b = b.restart().await;
+    failure(enable_mfa(&b, &mallory, "mallory", &token, (0, 2)).await);
+    failure(enable_mfa(&b, &b.root, "mallory", &token, (0, 2)).await);
+    assert_eq!(
+        b.lockout_records(),
+        2,
+        "mallory's and root's, at the one token"
+    );
+    let root_iam = b.iam(&b.root);
+    root_iam
+        .delete_access_key()
+        .user_name("mallory")
+        .access_key_id(&mallory.akid)
+        .send()
+        .await
+        .unwrap();
+    root_iam
+        .delete_user()
+        .user_name("mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(b.lockout_records(), 1, "root's");
     b.stop().await;
 }

@@ -1,6 +1,8 @@
 //! Virtual MFA devices through `aws-sdk-iam`: creation (serial, seed, QR code), who may touch
-//! which device, listing, getting and deleting
+//! which device, listing, getting and deleting, the account's and each user's quotas, and that
+//! nothing is created that cannot be deleted
 //! (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateVirtualMFADevice.html,
+//! https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html,
 //! https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListVirtualMFADevices.html,
 //! https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteVirtualMFADevice.html).
 
@@ -14,7 +16,7 @@ use crate::support::texts::{
     self, IAM_SERIAL_NUMBER_PATTERN, enum_value, max_length, pattern, validation,
 };
 use crate::support::totp::{Totp, base32_decode};
-use crate::support::{TestBroker, assert_sdk_failure, failure};
+use crate::support::{Setup, TestBroker, assert_sdk_failure, failure};
 
 /// Decodes a PNG and reads the one QR code in it.
 fn read_qr(png_bytes: &[u8]) -> String {
@@ -497,6 +499,43 @@ async fn create_virtual_device_result(
         .virtual_mfa_device_name(name)
         .send()
         .await
+}
+
+#[tokio::test]
+async fn the_account_holds_at_most_max_virtual_mfa_devices() {
+    let b = TestBroker::start_with(Setup::default().max_virtual_mfa_devices(4)).await;
+    let alice = b.user_with_key("alice").await;
+    let bob = b.user_with_key("bob").await;
+    let enabled = enabled_device(&b, &alice, "alice", "alice-phone").await;
+    create_virtual_device(&b.iam(&alice), "alice-spare").await;
+    create_virtual_device(&b.iam(&bob), "bob-spare").await;
+    create_virtual_device(&b.iam(&b.root), "root-spare").await;
+    // Assigned or not, by anyone, root included: four is the account's quota.
+    for creds in [&bob, &b.root] {
+        assert_sdk_failure!(
+            create_virtual_device_result(&b.iam(creds), "one-more").await,
+            409,
+            "LimitExceeded",
+            &texts::quota_exceeded("VirtualMFADevicesPerAccount", 4),
+        );
+    }
+    assert_eq!(virtual_serials(&b, &b.root, None).await.len(), 4);
+    // Deleting one makes room for one.
+    b.iam(&bob)
+        .delete_virtual_mfa_device()
+        .serial_number(format!("arn:aws:iam::{}:mfa/bob-spare", b.account_id))
+        .send()
+        .await
+        .unwrap();
+    create_virtual_device(&b.iam(&bob), "one-more").await;
+    assert_eq!(
+        failure(create_virtual_device_result(&b.iam(&bob), "two-more").await).code,
+        "LimitExceeded"
+    );
+    // The configuration is validated.
+    assert!(!b.accepts(&Setup::default().max_virtual_mfa_devices(0)));
+    assert!(mfa_serials(&b, &alice, None).await == [enabled.serial.as_str()]);
+    b.stop().await;
 }
 
 #[tokio::test]
