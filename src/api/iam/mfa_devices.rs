@@ -328,6 +328,12 @@ async fn two_codes_checked(
     if device.is_fido() {
         return Err(ApiError::InvalidInput(FIDO_NOT_THROUGH_API.to_owned()).into());
     }
+    if let TwoCodeOp::Resync = op
+        && device.assigned_to.as_ref() != Some(&target.owner())
+    {
+        // Only an enabled device is resynchronised; anything else is not counted as an attempt.
+        return Err(no_such_device(&input.serial).into());
+    }
     // An unassigned hardware token may be claimed by anyone: each caller's failures are its
     // own, and unless the operator bound the token to the caller, a refusal reads like an
     // unknown serial's, so guessing neither locks the holder out nor tells what was imported.

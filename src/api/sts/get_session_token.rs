@@ -14,7 +14,7 @@
 //! 5. that step is made durable, together with the audit line and the clearing of the
 //!    device's failures, in one write before the credentials leave the broker; the store
 //!    refuses it if another process sharing it accepted it first, and the attempt then stays
-//!    a failure.
+//!    a failure, audited as a replay only.
 
 use crate::api::RequestCtx;
 use crate::audit::{AuditEvent, Outcome};
@@ -28,7 +28,7 @@ use crate::protocol::params::Params;
 use crate::protocol::validate::{Checks, is_serial_char, parse_int};
 use crate::protocol::xml::{XmlWriter, success_body};
 use crate::session::{MfaContext, SessionCredentials, SessionGrant};
-use crate::store::ops;
+use crate::store::{StoreError, ops};
 
 /// Shortest session, seconds.
 const MIN_DURATION: i64 = 900;
@@ -187,7 +187,7 @@ async fn with_mfa(
         let step = match replay.try_accept(serial, &candidates, totp.last_step).await {
             Ok(Some(step)) => step,
             Ok(None) => return Verdict::Refused(MfaRefusal::Replayed),
-            Err(e) => return Verdict::Unjudged(ApiError::from(e)),
+            Err(e) => return Verdict::Unjudged(("mfa_backend_failure", ApiError::from(e))),
         };
         let mfa = MfaContext {
             serial: serial.to_owned(),
@@ -195,7 +195,7 @@ async fn with_mfa(
         };
         let creds = match mint(ctx, duration, Some(mfa)) {
             Ok(creds) => creds,
-            Err(e) => return Verdict::Unjudged(e),
+            Err(e) => return Verdict::Unjudged(("internal_failure", e)),
         };
         let mut event = event(ctx, Outcome::Success, Some(serial), None);
         event.mfa_authenticated = Some(true);
@@ -203,19 +203,22 @@ async fn with_mfa(
         let line = event.to_line();
         let serial_owned = serial.to_owned();
         // One group commit makes the step durable, clears the failures and writes the audit
-        // line, before the credentials are returned.
+        // line, before the credentials are returned. A step another broker process recorded
+        // first fails the job, so that its success line is not written either.
         let recorded = ctx
             .api
             .store
             .write(Some(line), move |w| {
-                ops::record_accepted_step(w, &serial_owned, step)
+                match ops::record_accepted_step(w, &serial_owned, step)? {
+                    true => Ok(()),
+                    false => Err(StoreError::InvalidCodes),
+                }
             })
             .await;
         match recorded {
-            Ok(true) => Verdict::Accepted(creds),
-            // Another broker process sharing the store accepted this step first.
-            Ok(false) => Verdict::Refused(MfaRefusal::Replayed),
-            Err(e) => Verdict::Unjudged(ApiError::from(e)),
+            Ok(()) => Verdict::Accepted(creds),
+            Err(StoreError::InvalidCodes) => Verdict::Refused(MfaRefusal::Replayed),
+            Err(e) => Verdict::Unjudged(("internal_failure", ApiError::from(e))),
         }
     })
     .await;
@@ -225,7 +228,7 @@ async fn with_mfa(
         Err(VerifyError::Guard(e)) => {
             Err(refuse(ctx, Some(serial), "mfa_backend_failure", e.into()))
         }
-        Err(VerifyError::Unjudged(e)) => Err(refuse(ctx, Some(serial), "internal_failure", e)),
+        Err(VerifyError::Unjudged((reason, e))) => Err(refuse(ctx, Some(serial), reason, e)),
     }
 }
 
