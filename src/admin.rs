@@ -1,8 +1,8 @@
 //! Operator commands that act on the store directly (the console-only paths of
-//! `docs/mfa.md#who-may-enable-what`): import hardware TOTP seeds, register FIDO security keys,
-//! enable or deactivate MFA devices of the root user. They write through the same operations
-//! as the API, and a running broker picks the changes up from `change_log` within its poll
-//! interval, without a restart.
+//! `docs/mfa.md#who-may-enable-what`): import hardware TOTP seeds (optionally bound to one
+//! user), register FIDO security keys, enable or deactivate MFA devices of the root user, and
+//! delete any device. They write through the same operations as the API, and a running broker
+//! picks the changes up from `change_log` within its poll interval, without a restart.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::mfa::totp::TokenCode;
 use crate::model::Owner;
 use crate::protocol::error::ApiError;
 use crate::protocol::validate::{is_name_char, is_serial_char};
-use crate::store::ops::{self, CodePair, FidoRegistration};
+use crate::store::ops::{self, CodePair, EnableRules, FidoRegistration};
 use crate::store::{Store, StoreError, StoreOptions, queries};
 
 /// Why an admin command failed.
@@ -108,9 +108,10 @@ impl Admin {
         self.store.audit(e.to_line());
     }
 
-    /// Imports `serial,base32seed` rows (blank lines, `#` comments and a `serial,…` header are
-    /// skipped), all or nothing. Returns the number imported.
-    pub fn import_hardware(&self, file: &Path) -> Result<usize, AdminError> {
+    /// Imports `serial,base32seed[,user]` rows (blank lines, `#` comments and a `serial,…`
+    /// header are skipped), all or nothing. A row's user, or else `user`, binds the token to
+    /// that identity: only it may see and enable the token. Returns the number imported.
+    pub fn import_hardware(&self, file: &Path, user: Option<&str>) -> Result<usize, AdminError> {
         let text = zeroize::Zeroizing::new(
             std::fs::read_to_string(file)
                 .map_err(|e| AdminError::Input(format!("{}: {e}", file.display())))?,
@@ -121,10 +122,13 @@ impl Admin {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (serial, seed) = line.split_once(',').ok_or_else(|| {
-                AdminError::Input(format!("line {}: expected serial,base32seed", n + 1))
-            })?;
-            let (serial, seed) = (serial.trim(), seed.trim());
+            let mut fields = line.splitn(3, ',').map(str::trim);
+            let (Some(serial), Some(seed)) = (fields.next(), fields.next()) else {
+                return Err(AdminError::Input(format!(
+                    "line {}: expected serial,base32seed[,user]",
+                    n + 1
+                )));
+            };
             if n == 0 && serial.eq_ignore_ascii_case("serial") {
                 continue;
             }
@@ -143,19 +147,31 @@ impl Admin {
             let seed = zeroize::Zeroizing::new(base32::decode(seed).map_err(|e| {
                 AdminError::Input(format!("line {}: seed is not base32: {e}", n + 1))
             })?);
-            rows.push((serial.to_owned(), seed));
+            let holder = match fields.next().filter(|u| !u.is_empty()).or(user) {
+                Some(name) => Some((name.to_owned(), self.owner_by_name(name)?)),
+                None => None,
+            };
+            rows.push((serial.to_owned(), seed, holder));
         }
         let count = rows.len();
         let result = self.store.write_blocking(move |w| {
-            for (serial, seed) in &rows {
-                ops::import_hardware_device(w, serial, seed)?;
+            for (serial, seed, holder) in &rows {
+                ops::import_hardware_device(w, serial, seed, holder.as_ref().map(|(_, o)| o))?;
             }
-            Ok(rows.into_iter().map(|(s, _)| s).collect::<Vec<_>>())
+            Ok(rows
+                .into_iter()
+                .map(|(s, _, holder)| (s, holder.map(|(name, _)| name)))
+                .collect::<Vec<_>>())
         });
         match result {
-            Ok(serials) => {
-                for s in &serials {
-                    self.audit("ImportHardwareMFADevice", Some(s), None, true);
+            Ok(imported) => {
+                for (serial, holder) in &imported {
+                    self.audit(
+                        "ImportHardwareMFADevice",
+                        Some(serial),
+                        holder.as_deref(),
+                        true,
+                    );
                 }
                 Ok(count)
             }
@@ -237,10 +253,14 @@ impl Admin {
             codes,
             window: self.config.mfa_resync_window,
         };
-        let max = self.config.max_mfa_devices_per_user;
+        // The operator stands in for the console, where the root user has signed in.
+        let rules = EnableRules {
+            max_devices: self.config.max_mfa_devices_per_user,
+            may_add_to_enabled: true,
+        };
         let result = self
             .store
-            .write_blocking(move |w| ops::enable_device(w, &pair, max));
+            .write_blocking(move |w| ops::enable_device(w, &pair, rules));
         self.audit(
             "EnableMFADevice",
             Some(serial),
@@ -257,6 +277,18 @@ impl Admin {
             .store
             .write_blocking(move |w| ops::deactivate_any_device(w, &s).map(|_| ()));
         self.audit("DeactivateMFADevice", Some(serial), None, result.is_ok());
+        result.map_err(Into::into)
+    }
+
+    /// Deletes a device of any kind, assigned or not: also one whose serial no API call can
+    /// name (created by an earlier version), or a name taken by someone else's spare device.
+    /// Returns the identity that had it enabled (`root` or the user id), if any.
+    pub fn delete_device(&self, serial: &str) -> Result<Option<Owner>, AdminError> {
+        let s = serial.to_owned();
+        let result = self
+            .store
+            .write_blocking(move |w| ops::delete_any_device(w, &s));
+        self.audit("DeleteMFADevice", Some(serial), None, result.is_ok());
         result.map_err(Into::into)
     }
 

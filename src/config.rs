@@ -58,6 +58,12 @@ pub struct Config {
     /// MFA devices an identity may have enabled: 1 by default, AWS's limit before November 2022;
     /// at most 8, today's (`docs/mfa.md#device-count`).
     pub max_mfa_devices_per_user: u32,
+    /// Virtual MFA devices the account may hold, assigned or not: AWS ties this quota to the
+    /// user quota, 5,000 (`docs/iam-mfa-api.md#createvirtualmfadevice`).
+    pub max_virtual_mfa_devices: u32,
+    /// Unassigned virtual MFA devices an IAM user may have created and hold at once, so that
+    /// no user can fill the account's quota or take every name (`docs/iam-mfa-api.md#createvirtualmfadevice`).
+    pub max_unassigned_mfa_devices_per_user: u32,
     /// Consecutive MFA failures before a device is locked out.
     pub mfa_free_failures: u32,
     /// First lock-out, doubled by each further failure.
@@ -93,6 +99,8 @@ impl Config {
             mfa_window: 1,
             mfa_resync_window: 20,
             max_mfa_devices_per_user: 1,
+            max_virtual_mfa_devices: 5_000,
+            max_unassigned_mfa_devices_per_user: 10,
             mfa_free_failures: 5,
             mfa_base_backoff_secs: 30,
             mfa_max_backoff_secs: 15 * 60,
@@ -174,6 +182,12 @@ impl Config {
         if !(1..=8).contains(&self.max_mfa_devices_per_user) {
             return Err(ConfigError::Invalid(
                 "max_mfa_devices_per_user must be between 1 and 8".into(),
+            ));
+        }
+        if self.max_virtual_mfa_devices == 0 || self.max_unassigned_mfa_devices_per_user == 0 {
+            return Err(ConfigError::Invalid(
+                "max_virtual_mfa_devices and max_unassigned_mfa_devices_per_user must be positive"
+                    .into(),
             ));
         }
         if self.mfa_resync_window < self.mfa_window || self.mfa_resync_window > 120 {
@@ -474,6 +488,20 @@ mod tests {
     fn out_of_range_values_are_refused() {
         assert!(load("mfa_window = 3", &[]).is_err());
         assert!(load("max_mfa_devices_per_user = 9", &[]).is_err());
+        let e = refusal("max_unassigned_mfa_devices_per_user = 0", &[]);
+        assert!(e.contains("must be positive"), "{e}");
+        let c = load(
+            "max_virtual_mfa_devices = 20",
+            &[("STS_BROKER_MAX_UNASSIGNED_MFA_DEVICES_PER_USER", "3")],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.max_virtual_mfa_devices,
+                c.max_unassigned_mfa_devices_per_user
+            ),
+            (20, 3)
+        );
         let e = refusal("", &[("STS_BROKER_MFA_WINDOW", "3")]);
         assert_eq!(e, "invalid configuration: mfa_window must be 0, 1 or 2");
         let e = refusal("tls_cert = \"c.pem\"", &[]);

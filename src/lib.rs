@@ -35,9 +35,8 @@ pub use admin::{Admin, AdminError};
 pub use audit::AuditTarget;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{Config, ConfigError};
-pub use mfa::guard::{AttemptLimiter, GuardError, GuardFuture, Locked, ReplayGuard};
+pub use mfa::guard::{AttemptKey, AttemptLimiter, GuardError, GuardFuture, Locked, ReplayGuard};
 pub use mfa::replay::InMemoryReplayGuard;
-pub use mfa::throttle::{Throttle, ThrottlePolicy};
 pub use mfa::totp::TotpStep;
 pub use model::{AccessKey, Owner, Principal, User};
 pub use server::ServeError;
@@ -51,9 +50,10 @@ pub use verifier::{
 
 use api::Api;
 use audit::AuditLog;
+use mfa::throttle::ThrottlePolicy;
 use server::ServerSettings;
 use session::KeyRing;
-use store::{Store, StoreOptions};
+use store::{Store, StoreLimiter, StoreOptions};
 
 /// Why the broker could not start.
 #[non_exhaustive]
@@ -100,7 +100,9 @@ impl BrokerBuilder {
         self
     }
 
-    /// The MFA failure lock-out (default: a [`Throttle`] with the configured policy).
+    /// The MFA failure lock-out (default: the store's own, with the configured policy: its
+    /// records live in the data dir, so a restart keeps them and every process on the data
+    /// dir shares them).
     #[must_use]
     pub fn attempt_limiter(mut self, limiter: Arc<dyn AttemptLimiter>) -> Self {
         self.limiter = Some(limiter);
@@ -128,11 +130,14 @@ impl BrokerBuilder {
             .ok_or_else(|| StoreError::Corrupt("the index was not loaded".into()))?;
         let keys = Arc::new(KeyRing::new(store.server_keys())?);
         let limiter = self.limiter.unwrap_or_else(|| {
-            Arc::new(Throttle::new(ThrottlePolicy {
-                free_failures: config.mfa_free_failures,
-                base_backoff_secs: config.mfa_base_backoff_secs,
-                max_backoff_secs: config.mfa_max_backoff_secs,
-            }))
+            Arc::new(StoreLimiter::new(
+                store.clone(),
+                ThrottlePolicy {
+                    free_failures: config.mfa_free_failures,
+                    base_backoff_secs: config.mfa_base_backoff_secs,
+                    max_backoff_secs: config.mfa_max_backoff_secs,
+                },
+            ))
         });
         let replay = self
             .replay

@@ -75,11 +75,15 @@ enum AdminCommand {
 
 #[derive(Subcommand)]
 enum MfaCommand {
-    /// Import hardware TOTP tokens from a vendor seed file (rows: serial,base32seed).
+    /// Import hardware TOTP tokens from a vendor seed file (rows: serial,base32seed[,user]).
     ImportHardware {
         /// The seed file.
         #[arg(long)]
         file: PathBuf,
+        /// Bind the tokens to this IAM user (or `root`): only it may see and enable them. A
+        /// third column binds its row instead.
+        #[arg(long)]
+        user: Option<String>,
     },
     /// Register a FIDO security key for a user (console-only path; never usable on STS).
     RegisterFido {
@@ -111,6 +115,12 @@ enum MfaCommand {
     /// Deactivate a device, whoever holds it (root's included).
     Deactivate {
         /// The device serial.
+        #[arg(long)]
+        serial: String,
+    },
+    /// Delete a device of any kind, assigned or not (also one no API call can name).
+    Delete {
+        /// The device serial, as stored.
         #[arg(long)]
         serial: String,
     },
@@ -219,8 +229,8 @@ fn admin(args: AdminArgs) -> Result<(), String> {
     let cfg = load_config(&args.common)?;
     let admin = Admin::open(cfg, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
     let result = match args.command {
-        AdminCommand::Mfa(MfaCommand::ImportHardware { file }) => admin
-            .import_hardware(&file)
+        AdminCommand::Mfa(MfaCommand::ImportHardware { file, user }) => admin
+            .import_hardware(&file, user.as_deref())
             .map(|n| println!("imported {n} hardware MFA device(s)")),
         AdminCommand::Mfa(MfaCommand::RegisterFido {
             user,
@@ -240,6 +250,12 @@ fn admin(args: AdminArgs) -> Result<(), String> {
         AdminCommand::Mfa(MfaCommand::Deactivate { serial }) => admin
             .deactivate(&serial)
             .map(|()| println!("deactivated {serial}")),
+        AdminCommand::Mfa(MfaCommand::Delete { serial }) => {
+            admin.delete_device(&serial).map(|holder| match holder {
+                Some(_) => println!("deleted {serial} (it was enabled)"),
+                None => println!("deleted {serial}"),
+            })
+        }
     };
     admin.close();
     result.map_err(|e| e.to_string())

@@ -180,6 +180,9 @@ pub(crate) enum DeviceKind {
     Hardware {
         /// The TOTP secret and state.
         totp: TotpDevice,
+        /// The one identity the operator bound it to (only it may see and enable it), or
+        /// `None` for a token anyone holding it may enable.
+        bound_to: Option<Owner>,
     },
     /// A FIDO security key; registered by the operator, never usable on STS. Its WebAuthn
     /// credential stays in the store, for the console that will check assertions.
@@ -204,7 +207,7 @@ impl Device {
     /// The TOTP secret and state, unless this is a FIDO key.
     pub(crate) fn totp(&self) -> Option<&TotpDevice> {
         match &self.kind {
-            DeviceKind::Virtual { totp, .. } | DeviceKind::Hardware { totp } => Some(totp),
+            DeviceKind::Virtual { totp, .. } | DeviceKind::Hardware { totp, .. } => Some(totp),
             DeviceKind::Fido => None,
         }
     }
@@ -212,14 +215,6 @@ impl Device {
     /// Whether this is a FIDO security key.
     pub(crate) fn is_fido(&self) -> bool {
         matches!(self.kind, DeviceKind::Fido)
-    }
-
-    /// Who created a virtual device.
-    pub(crate) fn creator(&self) -> Option<&Owner> {
-        match &self.kind {
-            DeviceKind::Virtual { creator, .. } => Some(creator),
-            _ => None,
-        }
     }
 }
 

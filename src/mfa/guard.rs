@@ -3,14 +3,17 @@
 //!
 //! - [`ReplayGuard`]: RFC 6238 §5.2's "accept each one-time password once", as the last
 //!   accepted step per device.
-//! - [`AttemptLimiter`]: the per-device failure lock-out against guessing.
+//! - [`AttemptLimiter`]: the failure lock-out against guessing, per [`AttemptKey`] (a device,
+//!   or one caller's attempts at an unassigned hardware token).
 //!
-//! The embedded implementations ([`InMemoryReplayGuard`](super::replay::InMemoryReplayGuard),
-//! [`Throttle`](super::throttle::Throttle)) keep the state in this process; a network store
-//! (Redis with atomic scripts, say) implements the same traits. Each method is one atomic
-//! decision, so one script per method suffices, and [`verify`] needs no other coordination.
-//! The store's durable record of the accepted step stays the authority either way: a guard
-//! that lost its state can only refuse less, never accept a spent code.
+//! The embedded implementations are [`InMemoryReplayGuard`](super::replay::InMemoryReplayGuard),
+//! a fast path in front of the store's durable record of accepted steps, and the store's own
+//! limiter (`store::attempts`), whose records live in the database beside the devices, so a
+//! restart or a second process on the data dir sees them. A network store (Redis with atomic
+//! scripts, say) implements the same traits. Each method is one atomic decision, so one script
+//! per method suffices, and [`verify`] needs no other coordination. The store's durable record
+//! of the accepted step stays the authority either way: a guard that lost its state can only
+//! refuse less, never accept a spent code.
 //!
 //! Every call may fail ([`GuardError`]); callers then refuse the attempt (fail closed).
 
@@ -70,21 +73,63 @@ pub trait ReplayGuard: Send + Sync {
     fn forget<'a>(&'a self, device: &'a str) -> GuardFuture<'a, ()>;
 }
 
-/// The per-device failure lock-out.
+/// What a failure count is kept for.
+///
+/// Usually a device: its failures lock it for everyone. An unassigned hardware token is
+/// different: any user may claim to hold it, so its failures are counted per caller, and a
+/// caller who guesses locks only itself out, never the token's real holder
+/// (`docs/mfa.md#throttling`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AttemptKey<'a> {
+    /// The serial of a registered device, never unchecked request input: implementations keep
+    /// a record per key they have seen.
+    pub device: &'a str,
+    /// Whose attempts, for an unassigned hardware token (the caller's stored owner id, `root`
+    /// or a user id); `None` for the device's own count.
+    pub caller: Option<&'a str>,
+}
+
+impl<'a> AttemptKey<'a> {
+    /// The device's own count.
+    pub fn device(device: &'a str) -> Self {
+        Self {
+            device,
+            caller: None,
+        }
+    }
+
+    /// One caller's count at an unassigned hardware token.
+    pub fn caller_at(device: &'a str, caller: &'a str) -> Self {
+        Self {
+            device,
+            caller: Some(caller),
+        }
+    }
+}
+
+/// The failure lock-out.
 pub trait AttemptLimiter: Send + Sync {
-    /// Starts an attempt on `device` at `now`: `Err(Locked)` while it is locked; otherwise the
+    /// Starts an attempt under `key` at `now`: `Err(Locked)` while it is locked; otherwise the
     /// attempt is counted as a failure at once, in the same atomic step, so that concurrent
-    /// attempts cannot all pass a check made before any of them failed.
-    fn begin<'a>(&'a self, device: &'a str, now: UnixTime) -> GuardFuture<'a, Result<(), Locked>>;
+    /// attempts (in this process or another) cannot all pass a check made before any of them
+    /// failed.
+    fn begin<'a>(
+        &'a self,
+        key: AttemptKey<'a>,
+        now: UnixTime,
+    ) -> GuardFuture<'a, Result<(), Locked>>;
 
-    /// The attempt begun on `device` proved right: clears its failures.
-    fn succeed<'a>(&'a self, device: &'a str) -> GuardFuture<'a, ()>;
+    /// The attempt begun under `key` proved right, and the write that accepted it has
+    /// committed: clears the failures of its device (every caller's, for a token being
+    /// enabled). A limiter whose records live in the broker's store is cleared by that write
+    /// itself, in the same transaction, and has nothing left to do here.
+    fn succeed<'a>(&'a self, key: AttemptKey<'a>) -> GuardFuture<'a, ()>;
 
-    /// The attempt begun on `device` ended before its code was judged: takes back the failure
+    /// The attempt begun under `key` ended before its code was judged: takes back the failure
     /// [`begin`](Self::begin) counted.
-    fn cancel<'a>(&'a self, device: &'a str) -> GuardFuture<'a, ()>;
+    fn cancel<'a>(&'a self, key: AttemptKey<'a>) -> GuardFuture<'a, ()>;
 
-    /// Drops everything known about `device` (deleted).
+    /// Drops everything known about `device`, every caller's records included (deleted).
     fn forget<'a>(&'a self, device: &'a str) -> GuardFuture<'a, ()>;
 }
 
@@ -128,7 +173,8 @@ impl MfaRefusal {
 /// How a judged attempt ended.
 #[derive(Debug)]
 pub(crate) enum Verdict<T, E> {
-    /// The code was right: the attempt's failure is cleared.
+    /// The code was right and its acceptance is committed (the step, or the enabled device,
+    /// is durable): the attempt's failures are cleared.
     Accepted(T),
     /// The code was wrong or spent: the attempt stays counted as a failure.
     Refused(MfaRefusal),
@@ -148,51 +194,52 @@ pub(crate) enum VerifyError<E> {
     Unjudged(E),
 }
 
-/// One attempt at a device under its lock-out, from [`AttemptLimiter::begin`] to exactly one
-/// settlement. Settling takes the attempt by value, so it cannot be settled twice; dropping it
-/// unsettled (a wrong code, a request abandoned halfway) leaves it counted as a failure, the
-/// safe default.
+/// One attempt under a lock-out, from [`AttemptLimiter::begin`] to exactly one settlement.
+/// Settling takes the attempt by value, so it cannot be settled twice; dropping it unsettled (a
+/// wrong code, a request abandoned halfway) leaves it counted as a failure, the safe default.
 #[must_use = "an attempt is settled with succeed() or cancel(), or dropped as a failure"]
 pub(crate) struct Attempt<'a> {
     limiter: &'a dyn AttemptLimiter,
-    device: &'a str,
+    key: AttemptKey<'a>,
 }
 
 impl<'a> Attempt<'a> {
-    /// Begins an attempt; `Err(Locked)` while the device is locked.
+    /// Begins an attempt; `Err(Locked)` while `key` is locked.
     pub(crate) async fn begin(
         limiter: &'a dyn AttemptLimiter,
-        device: &'a str,
+        key: AttemptKey<'a>,
         now: UnixTime,
     ) -> Result<Result<Self, Locked>, GuardError> {
         Ok(limiter
-            .begin(device, now)
+            .begin(key, now)
             .await?
-            .map(|()| Self { limiter, device }))
+            .map(|()| Self { limiter, key }))
     }
 
     /// The code proved right.
     pub(crate) async fn succeed(self) -> Result<(), GuardError> {
-        self.limiter.succeed(self.device).await
+        self.limiter.succeed(self.key).await
     }
 
     /// The code was never judged.
     pub(crate) async fn cancel(self) -> Result<(), GuardError> {
-        self.limiter.cancel(self.device).await
+        self.limiter.cancel(self.key).await
     }
 }
 
-/// Runs `judge` as one attempt at `device` under its lock-out: while locked it does not run at
-/// all; an accepted verdict clears the device's failures, a refusal stays counted, and an
-/// unjudged end gives the attempt back. GetSessionToken, EnableMFADevice and ResyncMFADevice
-/// all check codes through here.
+/// Runs `judge` as one attempt under `key`'s lock-out: while locked it does not run at all; an
+/// accepted verdict clears the failures, a refusal stays counted, and an unjudged end gives the
+/// attempt back. GetSessionToken, EnableMFADevice and ResyncMFADevice all check codes through
+/// here, and each judge makes its acceptance durable before answering `Accepted` (so that the
+/// store's limiter is cleared in that same write, and an acceptance the store then refuses,
+/// a replay another process won, stays counted as a failure).
 pub(crate) async fn verify<T, E>(
     limiter: &dyn AttemptLimiter,
-    device: &str,
+    key: AttemptKey<'_>,
     now: UnixTime,
     judge: impl AsyncFnOnce() -> Verdict<T, E>,
 ) -> Result<T, VerifyError<E>> {
-    let attempt = match Attempt::begin(limiter, device, now).await {
+    let attempt = match Attempt::begin(limiter, key, now).await {
         Ok(Ok(attempt)) => attempt,
         Ok(Err(locked)) => {
             return Err(VerifyError::Refused(MfaRefusal::Locked {
@@ -216,11 +263,12 @@ pub(crate) async fn verify<T, E>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::sync::Mutex;
 
     use super::*;
     use crate::mfa::replay::InMemoryReplayGuard;
-    use crate::mfa::throttle::{Throttle, ThrottlePolicy};
+    use crate::mfa::throttle::{FailureRecord, ThrottlePolicy};
     use crate::mfa::totp::{TokenCode, TotpKey};
 
     const DEVICE: &str = "arn:aws:iam::123456789012:mfa/alice";
@@ -238,16 +286,20 @@ mod tests {
     struct Recorder(Mutex<Vec<&'static str>>, Option<Locked>);
 
     impl AttemptLimiter for Recorder {
-        fn begin<'a>(&'a self, _: &'a str, _: UnixTime) -> GuardFuture<'a, Result<(), Locked>> {
+        fn begin<'a>(
+            &'a self,
+            _: AttemptKey<'a>,
+            _: UnixTime,
+        ) -> GuardFuture<'a, Result<(), Locked>> {
             self.0.lock().unwrap().push("begin");
             let r = self.1.map_or(Ok(()), Err);
             Box::pin(async move { Ok(r) })
         }
-        fn succeed<'a>(&'a self, _: &'a str) -> GuardFuture<'a, ()> {
+        fn succeed<'a>(&'a self, _: AttemptKey<'a>) -> GuardFuture<'a, ()> {
             self.0.lock().unwrap().push("succeed");
             Box::pin(async { Ok(()) })
         }
-        fn cancel<'a>(&'a self, _: &'a str) -> GuardFuture<'a, ()> {
+        fn cancel<'a>(&'a self, _: AttemptKey<'a>) -> GuardFuture<'a, ()> {
             self.0.lock().unwrap().push("cancel");
             Box::pin(async { Ok(()) })
         }
@@ -256,21 +308,60 @@ mod tests {
         }
     }
 
+    /// The smallest real limiter: failure records in a map.
+    #[derive(Default)]
+    struct MapLimiter(Mutex<HashMap<(String, Option<String>), FailureRecord>>);
+
+    impl MapLimiter {
+        fn with<T>(&self, key: AttemptKey<'_>, f: impl FnOnce(&mut FailureRecord) -> T) -> T {
+            let mut map = self.0.lock().unwrap();
+            let id = (key.device.to_owned(), key.caller.map(str::to_owned));
+            let record = map.entry(id.clone()).or_default();
+            let out = f(record);
+            if record.is_clear() {
+                map.remove(&id);
+            }
+            out
+        }
+    }
+
+    impl AttemptLimiter for MapLimiter {
+        fn begin<'a>(
+            &'a self,
+            key: AttemptKey<'a>,
+            now: UnixTime,
+        ) -> GuardFuture<'a, Result<(), Locked>> {
+            let r = self.with(key, |r| r.begin(&ThrottlePolicy::default(), now));
+            Box::pin(async move { Ok(r) })
+        }
+        fn succeed<'a>(&'a self, key: AttemptKey<'a>) -> GuardFuture<'a, ()> {
+            self.0.lock().unwrap().retain(|(d, _), _| d != key.device);
+            Box::pin(async { Ok(()) })
+        }
+        fn cancel<'a>(&'a self, key: AttemptKey<'a>) -> GuardFuture<'a, ()> {
+            self.with(key, |r| r.cancel(&ThrottlePolicy::default()));
+            Box::pin(async { Ok(()) })
+        }
+        fn forget<'a>(&'a self, device: &'a str) -> GuardFuture<'a, ()> {
+            self.0.lock().unwrap().retain(|(d, _), _| d != device);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
     #[test]
     fn each_verdict_settles_the_attempt_once() {
         let r = Recorder::default();
-        let ok = block(verify(&r, DEVICE, T0, async || {
-            Verdict::<_, ()>::Accepted(7)
-        }));
+        let key = AttemptKey::device(DEVICE);
+        let ok = block(verify(&r, key, T0, async || Verdict::<_, ()>::Accepted(7)));
         assert_eq!(ok.unwrap(), 7);
-        let refused = block(verify(&r, DEVICE, T0, async || {
+        let refused = block(verify(&r, key, T0, async || {
             Verdict::<(), ()>::Refused(MfaRefusal::WrongCode)
         }));
         assert!(matches!(
             refused,
             Err(VerifyError::Refused(MfaRefusal::WrongCode))
         ));
-        let unjudged = block(verify(&r, DEVICE, T0, async || {
+        let unjudged = block(verify(&r, key, T0, async || {
             Verdict::<(), _>::Unjudged("quota")
         }));
         assert!(matches!(unjudged, Err(VerifyError::Unjudged("quota"))));
@@ -288,9 +379,12 @@ mod tests {
                 until: T0.plus_secs(30),
             }),
         );
-        let result = block(verify(&r, DEVICE, T0, async || -> Verdict<(), ()> {
-            panic!("judged while locked")
-        }));
+        let result = block(verify(
+            &r,
+            AttemptKey::device(DEVICE),
+            T0,
+            async || -> Verdict<(), ()> { panic!("judged while locked") },
+        ));
         assert!(matches!(
             result,
             Err(VerifyError::Refused(MfaRefusal::Locked { until })) if until == T0.plus_secs(30)
@@ -298,26 +392,31 @@ mod tests {
     }
 
     #[test]
-    fn the_embedded_guards_lock_after_the_free_failures_and_refuse_replays() {
-        let limiter = Throttle::new(ThrottlePolicy::default());
+    fn a_lock_after_the_free_failures_and_replays_refused() {
+        let limiter = MapLimiter::default();
         let replay = InMemoryReplayGuard::new();
         let key = TotpKey::new(b"12345678901234567890").unwrap();
         let step = TotpStep::at(T0);
         let attempt = |code: TokenCode| {
-            block(verify(&limiter, DEVICE, T0, async || {
-                let candidates = key.matching_steps(code, step, 1);
-                if candidates.is_empty() {
-                    return Verdict::Refused(MfaRefusal::WrongCode);
-                }
-                match replay
-                    .try_accept(DEVICE, &candidates, TotpStep::BEFORE_ALL)
-                    .await
-                {
-                    Ok(Some(s)) => Verdict::Accepted(s),
-                    Ok(None) => Verdict::Refused(MfaRefusal::Replayed),
-                    Err(e) => Verdict::Unjudged(e),
-                }
-            }))
+            block(verify(
+                &limiter,
+                AttemptKey::device(DEVICE),
+                T0,
+                async || {
+                    let candidates = key.matching_steps(code, step, 1);
+                    if candidates.is_empty() {
+                        return Verdict::Refused(MfaRefusal::WrongCode);
+                    }
+                    match replay
+                        .try_accept(DEVICE, &candidates, TotpStep::BEFORE_ALL)
+                        .await
+                    {
+                        Ok(Some(s)) => Verdict::Accepted(s),
+                        Ok(None) => Verdict::Refused(MfaRefusal::Replayed),
+                        Err(e) => Verdict::Unjudged(e),
+                    }
+                },
+            ))
         };
         let right = key.code(step);
         assert_eq!(attempt(right).unwrap(), step);
@@ -340,6 +439,15 @@ mod tests {
         assert!(matches!(
             attempt(key.code(step + 1)),
             Err(VerifyError::Refused(MfaRefusal::Locked { .. }))
+        ));
+        // Another caller's count at the same device is its own.
+        let theirs = AttemptKey::caller_at(DEVICE, "AIDAEXAMPLE");
+        let other = block(verify(&limiter, theirs, T0, async || {
+            Verdict::<(), ()>::Refused(MfaRefusal::InvalidCodes)
+        }));
+        assert!(matches!(
+            other,
+            Err(VerifyError::Refused(MfaRefusal::InvalidCodes))
         ));
     }
 }

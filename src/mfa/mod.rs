@@ -8,13 +8,17 @@
 //! [`guard::verify`] applies them in one order for every caller:
 //!
 //! ```text
-//! limiter.begin(device, now)?                  // locked: refuse, even a correct code;
+//! limiter.begin(key, now)?                     // locked: refuse, even a correct code;
 //!                                              // else counted as a failure in advance
 //! code  = TokenCode::parse(param)?             // exactly six ASCII digits
 //! steps = key.matching_steps(code, TotpStep::at(now) + drift, window)
 //! step  = replay.try_accept(device, steps, stored last step)?   // one-time use, atomic
-//! limiter.succeed(device)                      // a wrong or spent code stays counted
+//! store: record the step (or enable the device) // durable; clears the failures
+//! limiter.succeed(key)                         // a wrong or spent code stays counted
 //! ```
+//!
+//! The key is the device, or for an unassigned hardware token the caller and the device
+//! ([`guard::AttemptKey`]).
 //!
 //! - [`guard`]: the injected, async, fallible [`guard::ReplayGuard`] and
 //!   [`guard::AttemptLimiter`], the refusal reasons, and `verify` with its attempt guard.
@@ -23,8 +27,9 @@
 //!   matched step are ours to control; constant-time code comparison.
 //! - [`replay`]: the embedded replay guard: RFC 6238 §5.2's "accept each OTP once" as a
 //!   compare-and-set of the last accepted step per device.
-//! - [`throttle`]: the embedded attempt limiter: a per-device soft lock with exponential
-//!   back-off against guessing.
+//! - [`throttle`]: the lock-out's policy and the state machine of one failure record (a soft
+//!   lock with exponential back-off against guessing); the embedded limiter keeps the records
+//!   in the store (`store::attempts`).
 //! - [`qr`]: the Key Uri Format `otpauth://` URI and a QR code PNG for it (1-bit grayscale,
 //!   encoded by the `png` crate).
 //!

@@ -35,6 +35,12 @@ pub(crate) const USER_HAS_DEVICES: &str = "Cannot delete entity, must delete MFA
 /// IAM `DeleteConflict` text for DeleteVirtualMFADevice on an enabled device.
 pub(crate) const DEVICE_ASSIGNED: &str =
     "You must deactivate a user's virtual MFA device before you can delete it.";
+/// The quota a `LimitExceeded` names for the virtual MFA devices of the account
+/// (`max_virtual_mfa_devices`).
+pub(crate) const VIRTUAL_DEVICES_QUOTA: &str = "VirtualMFADevicesPerAccount";
+/// The quota a `LimitExceeded` names for the unassigned virtual MFA devices one IAM user holds
+/// (`max_unassigned_mfa_devices_per_user`).
+pub(crate) const UNASSIGNED_DEVICES_QUOTA: &str = "UnassignedVirtualMFADevicesPerUser";
 /// `InvalidInput` text for a FIDO security key named on EnableMFADevice or ResyncMFADevice.
 pub(crate) const FIDO_NOT_THROUGH_API: &str = "FIDO security keys cannot be enabled or synchronized through the AWS CLI or API; register them through the console (sts-broker admin mfa register-fido).";
 
@@ -121,6 +127,15 @@ impl ApiError {
     pub(crate) fn not_authorized(caller_arn: &str, action: &str, resource: &str) -> Self {
         Self::AccessDenied(Cow::Owned(format!(
             "User: {caller_arn} is not authorized to perform: iam:{action} on resource: {resource} because no identity-based policy allows the iam:{action} action"
+        )))
+    }
+
+    /// IAM's refusal by an explicit deny, as the usual "deny unless MultiFactorAuthPresent"
+    /// self-management policy would answer
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/tutorial_users-self-manage-mfa-and-creds.html).
+    pub(crate) fn explicit_deny(caller_arn: &str, action: &str, resource: &str) -> Self {
+        Self::AccessDenied(Cow::Owned(format!(
+            "User: {caller_arn} is not authorized to perform: iam:{action} on resource: {resource} with an explicit deny in an identity-based policy"
         )))
     }
 
@@ -229,9 +244,17 @@ impl From<StoreError> for ApiError {
             StoreError::DeviceQuota(max) => Self::LimitExceeded(format!(
                 "Cannot exceed quota for MFADevicesInUsePerUser: {max}"
             )),
+            StoreError::VirtualDeviceQuota(max) => Self::LimitExceeded(format!(
+                "Cannot exceed quota for {VIRTUAL_DEVICES_QUOTA}: {max}"
+            )),
+            StoreError::UnassignedDeviceQuota(max) => Self::LimitExceeded(format!(
+                "Cannot exceed quota for {UNASSIGNED_DEVICES_QUOTA}: {max}"
+            )),
             StoreError::InvalidCodes => Self::InvalidAuthenticationCode,
             StoreError::FidoKey => Self::InvalidInput(FIDO_NOT_THROUGH_API.to_owned()),
             e @ StoreError::UnusableSeed { .. } => Self::InvalidInput(e.to_string()),
+            // `MfaRequired` is worded by EnableMFADevice, which knows the caller
+            // (`ApiError::explicit_deny`); reaching here is a bug, refused all the same.
             e => {
                 tracing::error!(error = %e, "store failure");
                 Self::InternalFailure

@@ -38,6 +38,16 @@ pub enum StoreError {
     /// The identity already has as many MFA devices as allowed.
     #[error("at most {0} MFA devices per identity")]
     DeviceQuota(u32),
+    /// The account holds as many virtual MFA devices as allowed.
+    #[error("at most {0} virtual MFA devices per account")]
+    VirtualDeviceQuota(u32),
+    /// The IAM user holds as many unassigned virtual MFA devices it created as allowed.
+    #[error("at most {0} unassigned virtual MFA devices per user")]
+    UnassignedDeviceQuota(u32),
+    /// EnableMFADevice for an identity that already has a device enabled, by a caller without
+    /// MFA (`docs/mfa.md#who-may-enable-what`).
+    #[error("enabling a further MFA device needs MFA-backed session credentials")]
+    MfaRequired,
     /// The two codes are not consecutive codes of the device, or not later than the last
     /// accepted step.
     #[error("the authentication codes are not valid")]

@@ -8,7 +8,10 @@
 //! - [`ReadOnlyStore`]: a read-only follower (a gateway, an embedding service). It opens the
 //!   database read-only, never creates anything, loads the index and the server keys, and
 //!   follows `change_log` by polling.
+//!
+//! The MFA failure lock-out lives here too ([`attempts`]), written by the same writer.
 
+pub(crate) mod attempts;
 mod error;
 mod index;
 mod open;
@@ -27,6 +30,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+pub(crate) use attempts::StoreLimiter;
 pub use error::StoreError;
 pub(crate) use index::Index;
 pub(crate) use open::ServerKey;

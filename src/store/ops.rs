@@ -4,6 +4,7 @@
 
 use rusqlite::{OptionalExtension as _, params};
 
+use super::attempts;
 use super::error::StoreError;
 use super::index::Changed;
 use super::rows;
@@ -83,6 +84,7 @@ pub(crate) fn delete_user(ctx: &mut WriteCtx<'_>, name: &str) -> Result<User, St
     }
     ctx.conn()
         .execute("DELETE FROM user WHERE id = ?1", [&user.id])?;
+    attempts::forget_caller(ctx, &user.id)?;
     ctx.touch(&Changed::User(user.id.clone()))?;
     Ok(user)
 }
@@ -170,14 +172,29 @@ pub(crate) struct NewVirtualDevice {
     pub(crate) seed: zeroize::Zeroizing<Vec<u8>>,
 }
 
-/// Creates an unassigned virtual device with a new random seed.
+/// The serial of the virtual device `path` + `name` in `account_id`.
+pub(crate) fn virtual_serial(account_id: &str, path: &str, name: &str) -> String {
+    format!("arn:aws:iam::{account_id}:mfa{path}{name}")
+}
+
+/// How many virtual devices may exist (`docs/iam-mfa-api.md#createvirtualmfadevice`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct VirtualQuota {
+    /// In the account, assigned or not.
+    pub(crate) per_account: u32,
+    /// Unassigned ones an IAM user created.
+    pub(crate) unassigned_per_user: u32,
+}
+
+/// Creates an unassigned virtual device with a new random seed, within `quota`.
 pub(crate) fn create_virtual_device(
     ctx: &mut WriteCtx<'_>,
     name: &str,
     path: &str,
     creator: &Owner,
+    quota: VirtualQuota,
 ) -> Result<NewVirtualDevice, StoreError> {
-    let serial = format!("arn:aws:iam::{}:mfa{path}{name}", ctx.account_id);
+    let serial = virtual_serial(ctx.account_id, path, name);
     let exists: Option<i64> = ctx
         .conn()
         .query_row(
@@ -189,6 +206,23 @@ pub(crate) fn create_virtual_device(
     if exists.is_some() {
         return Err(StoreError::DeviceExists(serial));
     }
+    let in_account: i64 = ctx
+        .conn()
+        .prepare_cached("SELECT COUNT(*) FROM mfa_device WHERE kind = 'virtual'")?
+        .query_row([], |r| r.get(0))?;
+    if in_account >= i64::from(quota.per_account) {
+        return Err(StoreError::VirtualDeviceQuota(quota.per_account));
+    }
+    if let Owner::User(id) = creator {
+        let unassigned = count(
+            ctx,
+            "SELECT COUNT(*) FROM mfa_device WHERE creator = ?1 AND kind = 'virtual' AND assigned_to IS NULL",
+            id,
+        )?;
+        if unassigned >= i64::from(quota.unassigned_per_user) {
+            return Err(StoreError::UnassignedDeviceQuota(quota.unassigned_per_user));
+        }
+    }
     let seed = zeroize::Zeroizing::new(ids::random_bytes::<VIRTUAL_SEED_BYTES>()?.to_vec());
     let sealed = ctx.sealer.seal(&rows::seed_context(&serial), &seed)?;
     ctx.conn().execute(
@@ -199,20 +233,27 @@ pub(crate) fn create_virtual_device(
     Ok(NewVirtualDevice { serial, seed })
 }
 
-/// Imports a hardware TOTP token from a vendor seed file row.
+/// Imports a hardware TOTP token from a vendor seed file row, bound to `bound_to` when given
+/// (then only that identity may see and enable it).
 pub(crate) fn import_hardware_device(
     ctx: &mut WriteCtx<'_>,
     serial: &str,
     seed: &[u8],
+    bound_to: Option<&Owner>,
 ) -> Result<(), StoreError> {
     TotpKey::new(seed).map_err(|e| StoreError::UnusableSeed {
         serial: serial.to_owned(),
         reason: e.to_string(),
     })?;
+    if let Some(owner) = bound_to
+        && !owner_exists(ctx, owner)?
+    {
+        return Err(StoreError::NoSuchUser(owner.as_db().to_owned()));
+    }
     let sealed = ctx.sealer.seal(&rows::seed_context(serial), seed)?;
     let n = ctx.conn().execute(
-        "INSERT OR IGNORE INTO mfa_device(serial, kind, sealed_seed, created_at) VALUES (?1, 'hardware', ?2, ?3)",
-        params![serial, sealed, ctx.now.secs()],
+        "INSERT OR IGNORE INTO mfa_device(serial, kind, sealed_seed, bound_to, created_at) VALUES (?1, 'hardware', ?2, ?3, ?4)",
+        params![serial, sealed, bound_to.map(Owner::as_db), ctx.now.secs()],
     )?;
     if n == 0 {
         return Err(StoreError::DeviceExists(serial.to_owned()));
@@ -265,13 +306,16 @@ pub(crate) fn register_fido_key(
     Ok(serial)
 }
 
-fn check_device_quota(ctx: &WriteCtx<'_>, owner: &Owner, max: u32) -> Result<(), StoreError> {
-    let held = count(
+fn held_devices(ctx: &WriteCtx<'_>, owner: &Owner) -> Result<i64, StoreError> {
+    count(
         ctx,
         "SELECT COUNT(*) FROM mfa_device WHERE assigned_to = ?1",
         owner.as_db(),
-    )?;
-    if held >= i64::from(max) {
+    )
+}
+
+fn check_device_quota(ctx: &WriteCtx<'_>, owner: &Owner, max: u32) -> Result<(), StoreError> {
+    if held_devices(ctx, owner)? >= i64::from(max) {
         return Err(StoreError::DeviceQuota(max));
     }
     Ok(())
@@ -314,12 +358,24 @@ fn consecutive_step(
     Ok((second_step, second_step.steps_since(now_step)))
 }
 
+/// Who may enable how many devices for an identity.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EnableRules {
+    /// Devices an identity may have enabled.
+    pub(crate) max_devices: u32,
+    /// Whether the caller may add a device to an identity that already has one enabled: root,
+    /// the operator, or MFA-backed session credentials. A long-term key alone may enable only
+    /// a first device (`docs/mfa.md#who-may-enable-what`).
+    pub(crate) may_add_to_enabled: bool,
+}
+
 /// EnableMFADevice: assigns a virtual or hardware device after two consecutive codes,
-/// remembering the device's drift and consuming both codes.
+/// remembering the device's drift and consuming both codes; the device's failure records go
+/// in the same transaction.
 pub(crate) fn enable_device(
     ctx: &mut WriteCtx<'_>,
     pair: &CodePair,
-    max_devices: u32,
+    rules: EnableRules,
 ) -> Result<Device, StoreError> {
     let device = load_device(ctx, &pair.serial)?;
     if device.is_fido() {
@@ -331,12 +387,16 @@ pub(crate) fn enable_device(
     if !owner_exists(ctx, &pair.owner)? {
         return Err(StoreError::NoSuchDevice(pair.serial.clone()));
     }
-    check_device_quota(ctx, &pair.owner, max_devices)?;
+    if !rules.may_add_to_enabled && held_devices(ctx, &pair.owner)? > 0 {
+        return Err(StoreError::MfaRequired);
+    }
+    check_device_quota(ctx, &pair.owner, rules.max_devices)?;
     let (step, drift) = consecutive_step(ctx, &device, pair)?;
     ctx.conn().execute(
         "UPDATE mfa_device SET assigned_to = ?1, enabled_at = ?2, drift = ?3, last_step = ?4 WHERE serial = ?5",
         params![pair.owner.as_db(), ctx.now.secs(), drift, step.get(), pair.serial],
     )?;
+    attempts::forget_device(ctx, &pair.serial)?;
     ctx.touch(&Changed::Device(pair.serial.clone()))?;
     load_device(ctx, &pair.serial)
 }
@@ -355,6 +415,7 @@ pub(crate) fn resync_device(ctx: &mut WriteCtx<'_>, pair: &CodePair) -> Result<(
         "UPDATE mfa_device SET drift = ?1, last_step = ?2 WHERE serial = ?3",
         params![drift, step.get(), pair.serial],
     )?;
+    attempts::forget_device(ctx, &pair.serial)?;
     ctx.touch(&Changed::Device(pair.serial.clone()))
 }
 
@@ -378,6 +439,9 @@ pub(crate) fn deactivate_device(
             "UPDATE mfa_device SET assigned_to = NULL, enabled_at = NULL, drift = 0 WHERE serial = ?1",
             [serial],
         )?;
+        // Its failures were its holder's; unassigned, it is counted afresh (per caller, for a
+        // hardware token).
+        attempts::forget_device(ctx, serial)?;
     }
     ctx.touch(&Changed::Device(serial.to_owned()))?;
     Ok(device)
@@ -412,8 +476,33 @@ pub(crate) fn delete_virtual_device(
     Ok(device)
 }
 
-/// Makes an accepted TOTP step durable. `false` when the stored step is already at or past it
-/// (another process accepted it first): the code must then be refused as a replay.
+/// Deletes a device whatever it is and whoever holds it (the operator's command): also the
+/// devices no API call can name. Its failure records go with it.
+pub(crate) fn delete_any_device(
+    ctx: &mut WriteCtx<'_>,
+    serial: &str,
+) -> Result<Option<Owner>, StoreError> {
+    let holder: Option<Option<String>> = ctx
+        .conn()
+        .query_row(
+            "SELECT assigned_to FROM mfa_device WHERE serial = ?1",
+            [serial],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(holder) = holder else {
+        return Err(StoreError::NoSuchDevice(serial.to_owned()));
+    };
+    ctx.conn()
+        .execute("DELETE FROM mfa_device WHERE serial = ?1", [serial])?;
+    ctx.touch(&Changed::Device(serial.to_owned()))?;
+    Ok(holder.map(Owner::from_db))
+}
+
+/// Makes an accepted TOTP step durable and clears the device's failures, in one statement
+/// pair of the same transaction (the success costs no commit of its own). `false` when the
+/// stored step is already at or past it (another process accepted it first): the code must
+/// then be refused as a replay, and the failures stay.
 pub(crate) fn record_accepted_step(
     ctx: &mut WriteCtx<'_>,
     serial: &str,
@@ -423,5 +512,8 @@ pub(crate) fn record_accepted_step(
         "UPDATE mfa_device SET last_step = ?1 WHERE serial = ?2 AND last_step < ?1 AND assigned_to IS NOT NULL",
     )?
     .execute(params![step.get(), serial])?;
+    if n == 1 {
+        attempts::forget_device(ctx, serial)?;
+    }
     Ok(n == 1)
 }

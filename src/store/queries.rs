@@ -116,6 +116,13 @@ pub(crate) fn list_assigned_devices(
     Ok(out)
 }
 
+/// How many devices `owner` has enabled.
+pub(crate) fn enabled_device_count(conn: &Connection, owner: &Owner) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM mfa_device WHERE assigned_to = ?1")?
+        .query_row([owner.as_db()], |r| r.get(0))?)
+}
+
 /// Which virtual devices ListVirtualMFADevices returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Assignment {

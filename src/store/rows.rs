@@ -16,7 +16,7 @@ pub(crate) const USER_COLUMNS: &str = "id, name, path, created_at";
 pub(crate) const KEY_COLUMNS: &str = "id, owner, sealed_secret, active, created_at";
 /// Columns of `mfa_device`, in the order [`device`] reads them.
 pub(crate) const DEVICE_COLUMNS: &str =
-    "serial, kind, creator, assigned_to, enabled_at, sealed_seed, drift, last_step";
+    "serial, kind, creator, assigned_to, enabled_at, sealed_seed, drift, last_step, bound_to";
 
 /// The sealing context of an access key's secret.
 pub(crate) fn key_context(id: &str) -> String {
@@ -82,6 +82,7 @@ pub(crate) fn device(row: &Row<'_>, sealer: &Sealer) -> Result<Device, StoreErro
         },
         "hardware" => DeviceKind::Hardware {
             totp: totp(row.get(5)?)?,
+            bound_to: row.get::<_, Option<String>>(8)?.map(Owner::from_db),
         },
         "fido" => DeviceKind::Fido,
         other => return Err(corrupt(&format!("kind {other}"))),

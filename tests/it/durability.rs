@@ -1,13 +1,14 @@
-//! What survives a restart: replay protection across `kill -9` of the real binary (real clock,
-//! Rust SDK), identities made just before the kill, and a device's drift and last accepted step
-//! across an orderly restart (README.md: a code is never accepted twice, even across `kill -9`).
+//! What survives a restart: replay protection and the MFA lock-out across `kill -9` of the real
+//! binary (real clock, Rust SDK), identities made just before the kill, and a device's drift and
+//! last accepted step across an orderly restart (README.md: a code is never accepted twice, even
+//! across `kill -9`; a restart grants no more guesses).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::support::audit::audit_lines_in;
 use crate::support::clients::{iam_at, root_creds_in, sts_at};
-use crate::support::mfa::{create_virtual_device, enable_mfa, session_with_mfa};
+use crate::support::mfa::{create_virtual_device, enable_mfa, session_with_mfa, wrong_code};
 use crate::support::process::ServerProcess;
 use crate::support::texts;
 use crate::support::totp::{Totp, step_at};
@@ -177,4 +178,88 @@ async fn drift_and_the_last_accepted_step_survive_a_restart() {
         .await
         .unwrap();
     b.stop().await;
+}
+
+#[tokio::test]
+async fn a_lock_out_survives_kill_9_and_restart() {
+    let data_dir: PathBuf = fresh_dir("kill9-lock").join("data");
+    let first = ServerProcess::start(&data_dir, "first").await;
+    let root = root_creds_in(&data_dir);
+    let iam = iam_at(&first.url, &root);
+    iam.create_user().user_name("alice").send().await.unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name("alice")
+        .send()
+        .await
+        .unwrap()
+        .access_key
+        .unwrap();
+    let alice = Creds::new(&key.access_key_id, &key.secret_access_key, None);
+    let device = iam_at(&first.url, &alice)
+        .create_virtual_mfa_device()
+        .virtual_mfa_device_name("alice-phone")
+        .send()
+        .await
+        .unwrap()
+        .virtual_mfa_device
+        .unwrap();
+    let seed = String::from_utf8(device.base32_string_seed.unwrap().into_inner()).unwrap();
+    let totp = Totp::from_base32(&seed).unwrap();
+    let serial = device.serial_number;
+    let step = step_at(wall_now());
+    iam_at(&first.url, &alice)
+        .enable_mfa_device()
+        .user_name("alice")
+        .serial_number(&serial)
+        .authentication_code1(totp.code(step - 1))
+        .authentication_code2(totp.code(step))
+        .send()
+        .await
+        .unwrap();
+    // Five wrong codes lock the device for 30 s of the real clock; then SIGKILL.
+    for _ in 0..5 {
+        assert_sdk_failure!(
+            sts_at(&first.url, &alice)
+                .get_session_token()
+                .serial_number(&serial)
+                .token_code(wrong_code(&totp, wall_now()))
+                .send()
+                .await,
+            403,
+            "AccessDenied",
+            texts::MFA_INVALID_CODE,
+        );
+    }
+    let locked_at = Instant::now();
+    first.kill_9();
+
+    let second = ServerProcess::start(&data_dir, "second").await;
+    // The next step's code has never been used: only the lock can refuse it.
+    let fresh = totp.code(step_at(wall_now()) + 1);
+    assert_sdk_failure!(
+        sts_at(&second.url, &alice)
+            .get_session_token()
+            .serial_number(&serial)
+            .token_code(&fresh)
+            .send()
+            .await,
+        403,
+        "AccessDenied",
+        texts::MFA_INVALID_CODE,
+    );
+    let elapsed = locked_at.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "the lock had ended before the check ({elapsed:?})"
+    );
+    // Refused unchecked, by the lock the first process recorded.
+    eventually(Duration::from_secs(5), || async {
+        audit_lines_in(&data_dir)
+            .iter()
+            .any(|e| e["action"] == "GetSessionToken" && e["reason"] == "throttled")
+            .then_some(())
+    })
+    .await;
+    drop(second);
 }

@@ -1,5 +1,6 @@
-//! Enabling, resynchronising and deactivating MFA devices with their codes, and how many a user
-//! may have enabled (https://docs.aws.amazon.com/IAM/latest/APIReference/API_EnableMFADevice.html,
+//! Enabling, resynchronising and deactivating MFA devices with their codes, how many a user may
+//! have enabled, that a further one needs MFA, and that unassigned hardware tokens cannot be
+//! told from unknown serials (https://docs.aws.amazon.com/IAM/latest/APIReference/API_EnableMFADevice.html,
 //! https://docs.aws.amazon.com/IAM/latest/APIReference/API_ResyncMFADevice.html,
 //! https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeactivateMFADevice.html,
 //! https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
@@ -11,7 +12,7 @@ use crate::support::mfa::{
     resync_mfa, session_with_mfa, virtual_serials, wrong_code,
 };
 use crate::support::texts::{self, min_length, pattern, validation};
-use crate::support::{Setup, TestBroker, assert_sdk_failure, session_creds};
+use crate::support::{Setup, TestBroker, assert_sdk_failure, fresh_dir, session_creds};
 
 // ---------------------------------------------------------------------------------------------
 // EnableMFADevice and ResyncMFADevice: two consecutive codes.
@@ -66,10 +67,16 @@ async fn enable_needs_two_consecutive_codes() {
         mfa_serials(&b, &alice, None).await,
         [device.serial.as_str()]
     );
-    // Already enabled: refused.
+    // Already enabled: refused (to a caller who may enable a further device at all).
+    b.clock.advance(60);
+    let mfa = session_creds(
+        &session_with_mfa(&b, &alice, &device.serial, &device.code_at(b.now(), 0))
+            .await
+            .unwrap(),
+    );
     b.clock.advance(60);
     assert_sdk_failure!(
-        enable_mfa(&b, &alice, "alice", &device, (-1, 0)).await,
+        enable_mfa(&b, &mfa, "alice", &device, (-1, 0)).await,
         409,
         "EntityAlreadyExists",
         texts::MFA_DEVICE_IN_USE,
@@ -110,7 +117,7 @@ async fn enable_needs_two_consecutive_codes() {
         ..hardware_token("x", b"0123456789abcdefghij")
     };
     assert_sdk_failure!(
-        enable_mfa(&b, &alice, "alice", &ghost, (-1, 0)).await,
+        enable_mfa(&b, &b.root, "alice", &ghost, (-1, 0)).await,
         404,
         "NoSuchEntity",
         &texts::no_such_mfa_device(&ghost.serial),
@@ -313,14 +320,30 @@ async fn deactivate_needs_an_mfa_session_for_users_and_root_may_deactivate_any()
 // ---------------------------------------------------------------------------------------------
 // How many devices a user may have enabled.
 
+/// MFA-backed session credentials of `creds` from `device`, half a minute from now (the clock
+/// moves on, so the code is a fresh step).
+async fn mfa_session(
+    b: &TestBroker,
+    creds: &crate::support::Creds,
+    device: &VirtualDevice,
+) -> crate::support::Creds {
+    b.clock.advance(30);
+    session_creds(
+        &session_with_mfa(b, creds, &device.serial, &device.code_at(b.now(), 0))
+            .await
+            .unwrap(),
+    )
+}
+
 #[tokio::test]
 async fn one_device_per_user_by_default() {
     let b = TestBroker::start().await;
     let alice = b.user_with_key("alice").await;
     let first = enabled_device(&b, &alice, "alice", "first").await;
     let second = create_virtual_device(&b.iam(&alice), "second").await;
+    let mfa = mfa_session(&b, &alice, &first).await;
     assert_sdk_failure!(
-        enable_mfa(&b, &alice, "alice", &second, (-1, 0)).await,
+        enable_mfa(&b, &mfa, "alice", &second, (-1, 0)).await,
         409,
         "LimitExceeded",
         &texts::quota_exceeded("MFADevicesInUsePerUser", 1),
@@ -344,10 +367,11 @@ async fn two_devices_when_configured() {
     let b = TestBroker::start_with(Setup::default().max_mfa_devices_per_user(2)).await;
     let alice = b.user_with_key("alice").await;
     let first = enabled_device(&b, &alice, "alice", "first").await;
-    let second = enabled_device(&b, &alice, "alice", "second").await;
+    let mfa = mfa_session(&b, &alice, &first).await;
+    let second = enabled_device(&b, &mfa, "alice", "second").await;
     let third = create_virtual_device(&b.iam(&alice), "third").await;
     assert_sdk_failure!(
-        enable_mfa(&b, &alice, "alice", &third, (-1, 0)).await,
+        enable_mfa(&b, &mfa, "alice", &third, (-1, 0)).await,
         409,
         "LimitExceeded",
         &texts::quota_exceeded("MFADevicesInUsePerUser", 2),
@@ -366,13 +390,14 @@ async fn two_devices_when_configured() {
 async fn eight_devices_at_most() {
     let b = TestBroker::start_with(Setup::default().max_mfa_devices_per_user(8)).await;
     let alice = b.user_with_key("alice").await;
-    let mut devices = Vec::new();
-    for n in 1..=8 {
-        devices.push(enabled_device(&b, &alice, "alice", &format!("d{n}")).await);
+    let mut devices = vec![enabled_device(&b, &alice, "alice", "d1").await];
+    let mfa = mfa_session(&b, &alice, &devices[0]).await;
+    for n in 2..=8 {
+        devices.push(enabled_device(&b, &mfa, "alice", &format!("d{n}")).await);
     }
     let ninth = create_virtual_device(&b.iam(&alice), "d9").await;
     assert_sdk_failure!(
-        enable_mfa(&b, &alice, "alice", &ninth, (-1, 0)).await,
+        enable_mfa(&b, &mfa, "alice", &ninth, (-1, 0)).await,
         409,
         "LimitExceeded",
         &texts::quota_exceeded("MFADevicesInUsePerUser", 8),
@@ -386,5 +411,120 @@ async fn eight_devices_at_most() {
     }
     // A configuration beyond AWS's quota is refused (`docs/mfa.md#device-count`).
     assert!(!b.accepts(&Setup::default().max_mfa_devices_per_user(9)));
+    b.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A second device needs MFA: a long-term key alone cannot swap the device.
+
+#[tokio::test]
+async fn a_long_term_key_alone_cannot_enable_a_second_device() {
+    let b = TestBroker::start_with(Setup::default().max_mfa_devices_per_user(2)).await;
+    let alice = b.user_with_key("alice").await;
+    let arn = b.user_arn("alice");
+    // Alice's first device needs no MFA: there is none yet.
+    let victim = enabled_device(&b, &alice, "alice", "alice-phone").await;
+    b.clock.advance(30);
+    // A thief with only alice's long-term key creates a device of its own but cannot enable it,
+    // so it never gets an MFA session to deactivate alice's device with.
+    let thief = create_virtual_device(&b.iam(&alice), "thief-phone").await;
+    let denied = texts::explicitly_denied(&arn, "EnableMFADevice", &arn);
+    assert_sdk_failure!(
+        enable_mfa(&b, &alice, "alice", &thief, (-1, 0)).await,
+        403,
+        "AccessDenied",
+        &denied,
+    );
+    // Whatever the serial names: an unknown one gets the same answer, so nothing is learnt.
+    let ghost = VirtualDevice {
+        serial: "GAHT00000000".to_owned(),
+        ..hardware_token("x", b"0123456789abcdefghij")
+    };
+    assert_sdk_failure!(
+        enable_mfa(&b, &alice, "alice", &ghost, (-1, 0)).await,
+        403,
+        "AccessDenied",
+        &denied,
+    );
+    // A session without MFA is no better (it cannot call IAM at all).
+    let plain = b.session(&alice).await;
+    assert_sdk_failure!(
+        enable_mfa(&b, &plain, "alice", &thief, (-1, 0)).await,
+        403,
+        "InvalidClientTokenId",
+        texts::INVALID_TOKEN,
+    );
+    b.clock.advance(30);
+    assert_sdk_failure!(
+        session_with_mfa(&b, &alice, &thief.serial, &thief.code_at(b.now(), 0)).await,
+        403,
+        "AccessDenied",
+        texts::MFA_UNABLE_TO_VALIDATE,
+    );
+    assert_eq!(
+        mfa_serials(&b, &alice, None).await,
+        [victim.serial.as_str()]
+    );
+    let lines = b
+        .audit_until(|l| {
+            l.iter()
+                .filter(|e| e["action"] == "EnableMFADevice" && e["error_code"] == "AccessDenied")
+                .count()
+                >= 2
+        })
+        .await;
+    assert!(lines.iter().any(|e| e["action"] == "EnableMFADevice"
+        && e["serial"] == thief.serial.as_str()
+        && e["reason"] == "access_denied"));
+    // With an MFA session from her device, alice adds the second one; root needs none.
+    let mfa = mfa_session(&b, &alice, &victim).await;
+    enable_mfa(&b, &mfa, "alice", &thief, (-1, 0))
+        .await
+        .unwrap();
+    assert_eq!(mfa_serials(&b, &alice, None).await.len(), 2);
+    let bob = b.user_with_key("bob").await;
+    enabled_device(&b, &bob, "bob", "bob-phone").await;
+    enabled_device(&b, &b.root, "bob", "bob-spare").await;
+    b.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unassigned hardware tokens cannot be told from unknown serials.
+
+#[tokio::test]
+async fn a_wrong_code_on_an_unassigned_hardware_token_answers_as_an_unknown_serial() {
+    let b = TestBroker::start().await;
+    let mallory = b.user_with_key("mallory").await;
+    let token = hardware_token("GAHT12345678", b"12345678901234567890");
+    let seeds = fresh_dir("seeds").join("seeds.csv");
+    std::fs::write(&seeds, format!("{},{}\n", token.serial, token.seed_b32)).unwrap();
+    let operator = b.operator();
+    operator.import_hardware(&seeds, None).unwrap();
+    operator.close();
+    let b = b.restart().await;
+    let unknown = VirtualDevice {
+        serial: "GAHT87654321".to_owned(),
+        ..token.clone()
+    };
+    // Wrong codes, then (locked out) any codes: each answer is the unknown serial's.
+    for attempt in 0..7 {
+        for device in [&token, &unknown] {
+            assert_sdk_failure!(
+                enable_mfa(&b, &mallory, "mallory", device, (0, 2)).await,
+                404,
+                "NoSuchEntity",
+                &texts::no_such_mfa_device(&device.serial),
+                "attempt {attempt} on {}",
+                device.serial
+            );
+        }
+    }
+    // Root, who sees every device, is told the truth.
+    assert_sdk_failure!(
+        enable_mfa(&b, &b.root, "mallory", &token, (0, 2)).await,
+        403,
+        "InvalidAuthenticationCode",
+        texts::INVALID_AUTHENTICATION_CODE,
+    );
     b.stop().await;
 }

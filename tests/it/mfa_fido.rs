@@ -139,7 +139,7 @@ async fn fido_keys_are_never_enabled_through_the_api_nor_used_on_sts() {
         }
     }
     assert_eq!(
-        b.throttled_devices(),
+        b.lockout_records(),
         0,
         "FIDO attempts never count as code failures"
     );

@@ -130,11 +130,11 @@ async fn wrong_foreign_unknown_and_deactivated_serials() {
     session_with_mfa(&b, &bob, &b_dev.serial, &b_dev.code_at(now, 0))
         .await
         .unwrap();
-    // Made-up serials leave no throttle state behind.
+    // Made-up serials leave no lock-out records behind.
     for n in 0..20 {
         let _ = session_with_mfa(&b, &alice, &format!("GAHT{n:08}"), "123456").await;
     }
-    assert_eq!(b.throttled_devices(), 1, "only alice's device counts");
+    assert_eq!(b.lockout_records(), 1, "only alice's device counts");
     // A serial without a code, or a code without a serial: refused, never credentials.
     assert_sdk_failure!(
         b.sts(&alice)

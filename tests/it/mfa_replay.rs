@@ -127,3 +127,53 @@ async fn concurrent_requests_with_one_code_have_exactly_one_winner() {
     );
     Arc::try_unwrap(b).ok().unwrap().stop().await;
 }
+
+#[tokio::test]
+async fn two_brokers_on_one_data_dir_accept_a_code_once_and_audit_one_success() {
+    let b = TestBroker::start().await;
+    let alice = b.user_with_key("alice").await;
+    let device = enabled_device(&b, &alice, "alice", "alice-phone").await;
+    let peer = b.peer().await;
+    b.clock.advance(30);
+    // Each broker's in-memory guard accepts the code; the store lets only one record it.
+    let code = device.code_at(b.now(), 0);
+    let (here, there) = tokio::join!(
+        session_with_mfa(&b, &alice, &device.serial, &code),
+        session_with_mfa(&peer, &alice, &device.serial, &code),
+    );
+    assert_eq!(
+        usize::from(here.is_ok()) + usize::from(there.is_ok()),
+        1,
+        "exactly one winner: {here:?} / {there:?}"
+    );
+    let loser = if here.is_ok() { &peer } else { &b };
+    assert_sdk_failure!(
+        session_with_mfa(loser, &alice, &device.serial, &code).await,
+        403,
+        "AccessDenied",
+        texts::MFA_INVALID_CODE,
+    );
+    // The audit logs tell the same story: one success, and only refusals besides.
+    let gst = |node: &TestBroker| {
+        node.audit_lines()
+            .into_iter()
+            .filter(|e| e["action"] == "GetSessionToken")
+            .collect::<Vec<_>>()
+    };
+    crate::support::eventually(std::time::Duration::from_secs(5), || {
+        let seen = gst(&b).len() + gst(&peer).len();
+        async move { (seen >= 3).then_some(()) }
+    })
+    .await;
+    let all: Vec<_> = gst(&b).into_iter().chain(gst(&peer)).collect();
+    let successes = all.iter().filter(|e| e["outcome"] == "success").count();
+    assert_eq!(successes, 1, "{all:#?}");
+    assert_eq!(
+        all.iter()
+            .filter(|e| e["outcome"] == "failure" && e["reason"] == "replayed")
+            .count(),
+        2
+    );
+    peer.stop().await;
+    b.stop().await;
+}

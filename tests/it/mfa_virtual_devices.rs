@@ -1,6 +1,8 @@
 //! Virtual MFA devices through `aws-sdk-iam`: creation (serial, seed, QR code), who may touch
-//! which device, listing, getting and deleting
+//! which device, listing, getting and deleting, the account's and each user's quotas, and that
+//! nothing is created that cannot be deleted
 //! (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateVirtualMFADevice.html,
+//! https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html,
 //! https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListVirtualMFADevices.html,
 //! https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteVirtualMFADevice.html).
 
@@ -10,9 +12,11 @@ use crate::support::mfa::{
     VirtualDevice, create_virtual_device, enable_mfa, enabled_device, mfa_serials,
     session_with_mfa, virtual_serials,
 };
-use crate::support::texts::{self, enum_value, pattern, validation};
+use crate::support::texts::{
+    self, IAM_SERIAL_NUMBER_PATTERN, enum_value, max_length, pattern, validation,
+};
 use crate::support::totp::{Totp, base32_decode};
-use crate::support::{TestBroker, assert_sdk_failure, failure};
+use crate::support::{Setup, TestBroker, assert_sdk_failure, failure};
 
 /// Decodes a PNG and reads the one QR code in it.
 fn read_qr(png_bytes: &[u8]) -> String {
@@ -422,5 +426,192 @@ async fn list_get_and_delete_devices() {
         .send()
         .await
         .unwrap();
+    b.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// No unbounded growth from one user, and nothing created that cannot be deleted.
+
+#[tokio::test]
+async fn a_user_holds_at_most_ten_unassigned_devices() {
+    let b = TestBroker::start().await;
+    let alice = b.user_with_key("alice").await;
+    let bob = b.user_with_key("bob").await;
+    let iam = b.iam(&alice);
+    let mut made = Vec::new();
+    for i in 0..10 {
+        made.push(create_virtual_device(&iam, &format!("alice-{i}")).await);
+    }
+    let eleventh = || async {
+        iam.create_virtual_mfa_device()
+            .virtual_mfa_device_name("alice-10")
+            .send()
+            .await
+    };
+    assert_sdk_failure!(
+        eleventh().await,
+        409,
+        "LimitExceeded",
+        &texts::quota_exceeded("UnassignedVirtualMFADevicesPerUser", 10),
+    );
+    assert_eq!(virtual_serials(&b, &alice, None).await.len(), 10);
+    // The limit is alice's: bob and root still create devices.
+    create_virtual_device(&b.iam(&bob), "bob-0").await;
+    create_virtual_device(&b.iam(&b.root), "root-0").await;
+    // An enabled device is no longer unassigned, and a deleted one no longer held.
+    enable_mfa(&b, &alice, "alice", &made[0], (-1, 0))
+        .await
+        .unwrap();
+    eleventh().await.unwrap();
+    assert_sdk_failure!(
+        create_virtual_device_result(&iam, "alice-11").await,
+        409,
+        "LimitExceeded",
+        &texts::quota_exceeded("UnassignedVirtualMFADevicesPerUser", 10),
+    );
+    iam.delete_virtual_mfa_device()
+        .serial_number(&made[1].serial)
+        .send()
+        .await
+        .unwrap();
+    create_virtual_device(&iam, "alice-11").await;
+    let lines = b
+        .audit_until(|l| l.iter().any(|e| e["reason"] == "limit_exceeded"))
+        .await;
+    assert!(lines.iter().any(|e| e["action"] == "CreateVirtualMFADevice"
+        && e["outcome"] == "failure"
+        && e["error_code"] == "LimitExceeded"));
+    b.stop().await;
+}
+
+/// CreateVirtualMFADevice's raw result.
+async fn create_virtual_device_result(
+    iam: &aws_sdk_iam::Client,
+    name: &str,
+) -> Result<
+    aws_sdk_iam::operation::create_virtual_mfa_device::CreateVirtualMfaDeviceOutput,
+    aws_smithy_runtime_api::client::result::SdkError<
+        aws_sdk_iam::operation::create_virtual_mfa_device::CreateVirtualMFADeviceError,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+> {
+    iam.create_virtual_mfa_device()
+        .virtual_mfa_device_name(name)
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn the_account_holds_at_most_max_virtual_mfa_devices() {
+    let b = TestBroker::start_with(Setup::default().max_virtual_mfa_devices(4)).await;
+    let alice = b.user_with_key("alice").await;
+    let bob = b.user_with_key("bob").await;
+    let enabled = enabled_device(&b, &alice, "alice", "alice-phone").await;
+    create_virtual_device(&b.iam(&alice), "alice-spare").await;
+    create_virtual_device(&b.iam(&bob), "bob-spare").await;
+    create_virtual_device(&b.iam(&b.root), "root-spare").await;
+    // Assigned or not, by anyone, root included: four is the account's quota.
+    for creds in [&bob, &b.root] {
+        assert_sdk_failure!(
+            create_virtual_device_result(&b.iam(creds), "one-more").await,
+            409,
+            "LimitExceeded",
+            &texts::quota_exceeded("VirtualMFADevicesPerAccount", 4),
+        );
+    }
+    assert_eq!(virtual_serials(&b, &b.root, None).await.len(), 4);
+    // Deleting one makes room for one.
+    b.iam(&bob)
+        .delete_virtual_mfa_device()
+        .serial_number(format!("arn:aws:iam::{}:mfa/bob-spare", b.account_id))
+        .send()
+        .await
+        .unwrap();
+    create_virtual_device(&b.iam(&bob), "one-more").await;
+    assert_eq!(
+        failure(create_virtual_device_result(&b.iam(&bob), "two-more").await).code,
+        "LimitExceeded"
+    );
+    // The configuration is validated.
+    assert!(!b.accepts(&Setup::default().max_virtual_mfa_devices(0)));
+    assert!(mfa_serials(&b, &alice, None).await == [enabled.serial.as_str()]);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn every_device_that_can_be_created_can_be_deleted() {
+    let b = TestBroker::start().await;
+    let root_iam = b.iam(&b.root);
+    let acct = b.account_id.clone();
+    let serial_of = |path: &str, name: &str| format!("arn:aws:iam::{acct}:mfa{path}{name}");
+    // Characters IAM allows in a path but not in a serial, and a serial longer than 256
+    // characters: refused at creation, since DeleteVirtualMFADevice could not name them.
+    let long_path = format!("/{}/", "p".repeat(300));
+    for (path, clause) in [
+        (
+            "/a~b#c/".to_owned(),
+            pattern(
+                &serial_of("/a~b#c/", "dev"),
+                "serialNumber",
+                IAM_SERIAL_NUMBER_PATTERN,
+            ),
+        ),
+        (
+            long_path.clone(),
+            max_length(&serial_of(&long_path, "dev"), "serialNumber", 256),
+        ),
+    ] {
+        assert_sdk_failure!(
+            root_iam
+                .create_virtual_mfa_device()
+                .virtual_mfa_device_name("dev")
+                .path(&path)
+                .send()
+                .await,
+            400,
+            "ValidationError",
+            &validation(&[clause]),
+            "{path}"
+        );
+    }
+    assert!(virtual_serials(&b, &b.root, None).await.is_empty());
+    // At the edge: a serial of exactly 256 characters is created and deleted; one more is not.
+    let prefix = serial_of("/", "").len();
+    let name = "n".repeat(256 - prefix);
+    let edge = create_virtual_device(&root_iam, &name).await;
+    assert_eq!(edge.serial.len(), 256);
+    let over = format!("/{}/", "q".repeat(256 - prefix - 1));
+    assert_eq!(serial_of(&over, "dev").len(), 259);
+    assert_eq!(
+        failure(
+            root_iam
+                .create_virtual_mfa_device()
+                .virtual_mfa_device_name("dev")
+                .path(&over)
+                .send()
+                .await
+        )
+        .code,
+        "ValidationError"
+    );
+    let pathed = root_iam
+        .create_virtual_mfa_device()
+        .virtual_mfa_device_name("dev")
+        .path("/team:a@b/x.y=z,w+v-u_t/")
+        .send()
+        .await
+        .unwrap()
+        .virtual_mfa_device
+        .unwrap()
+        .serial_number;
+    for serial in [&edge.serial, &pathed] {
+        root_iam
+            .delete_virtual_mfa_device()
+            .serial_number(serial)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(virtual_serials(&b, &b.root, None).await.is_empty());
     b.stop().await;
 }

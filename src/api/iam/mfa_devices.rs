@@ -4,9 +4,12 @@
 //!
 //! Rules beyond AWS's API shapes (`docs/mfa.md#who-may-enable-what`): FIDO keys and the root
 //! user's devices cannot be enabled through the API; an IAM user sees and manages only the
-//! devices it created or holds; deactivating one's own device needs MFA-backed session
-//! credentials; code attempts on a registered device count towards its lock-out like
-//! GetSessionToken's.
+//! devices it created or holds, and the hardware tokens not bound to someone else; enabling a
+//! further device for, or deactivating one of, an identity that has one enabled needs
+//! MFA-backed session credentials; a device is created only if its serial can be named by
+//! every call, and within the account's and the user's quotas; code attempts on a registered
+//! device count towards its lock-out like GetSessionToken's, per caller for an unassigned
+//! hardware token, whose refusals read like an unknown serial's (`docs/mfa.md#throttling`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -18,16 +21,16 @@ use super::{
     with_result, write_principal, write_truncation,
 };
 use crate::api::RequestCtx;
-use crate::mfa::guard::{self, MfaRefusal, Verdict, VerifyError};
+use crate::mfa::guard::{self, AttemptKey, MfaRefusal, Verdict, VerifyError};
 use crate::mfa::totp::TokenCode;
 use crate::mfa::{base32, is_u2f_arn, qr};
-use crate::model::{Device, Owner, Principal};
+use crate::model::{Device, DeviceKind, Owner, Principal};
 use crate::protocol::error::{ApiError, FIDO_NOT_THROUGH_API};
 use crate::protocol::params::Params;
 use crate::protocol::validate::{Checks, is_name_char, is_serial_char};
 use crate::protocol::xml::XmlWriter;
 use crate::store::StoreError;
-use crate::store::ops::{self, CodePair};
+use crate::store::ops::{self, CodePair, EnableRules, VirtualQuota};
 use crate::store::queries::{self, Assignment, PageRequest};
 
 /// Refusal of EnableMFADevice for the account root user (`docs/mfa.md#root-user-mfa`).
@@ -49,8 +52,9 @@ fn check_code<'a>(checks: &mut Checks, member: &str, code: Option<&'a str>) -> O
     code
 }
 
-/// The device, if the caller may see it: root sees all; a user sees devices assigned to it and
-/// unassigned devices it created (or unassigned hardware tokens, which it may physically hold).
+/// The device, if the caller may see it: root sees all; a user sees devices assigned to it,
+/// unassigned virtual devices it created, and unassigned hardware tokens, which it may
+/// physically hold, unless the operator bound them to someone else.
 fn visible_device(ctx: &RequestCtx<'_>, serial: &str) -> Result<Arc<Device>, ApiError> {
     let me = ctx.caller.principal.owner();
     ctx.index()
@@ -58,12 +62,18 @@ fn visible_device(ctx: &RequestCtx<'_>, serial: &str) -> Result<Arc<Device>, Api
         .filter(|d| match (&ctx.caller.principal, &d.assigned_to) {
             (Principal::Root, _) => true,
             (Principal::User(_), Some(holder)) => *holder == me,
-            (Principal::User(_), None) => match d.creator() {
-                Some(creator) => *creator == me,
-                None => !d.is_fido(),
+            (Principal::User(_), None) => match &d.kind {
+                DeviceKind::Virtual { creator, .. } => *creator == me,
+                DeviceKind::Hardware { bound_to, .. } => bound_to.as_ref().is_none_or(|b| *b == me),
+                DeviceKind::Fido => false,
             },
         })
-        .ok_or_else(|| StoreError::NoSuchDevice(serial.to_owned()).into())
+        .ok_or_else(|| no_such_device(serial))
+}
+
+/// What EnableMFADevice says of an unknown serial (`docs/iam-mfa-api.md#enablemfadevice`).
+fn no_such_device(serial: &str) -> ApiError {
+    StoreError::NoSuchDevice(serial.to_owned()).into()
 }
 
 /// The identity an MFA call is about; `root` is refused by name (console only).
@@ -111,13 +121,26 @@ impl CreateVirtual {
 pub(super) async fn create_virtual(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
     const ACTION: &str = "CreateVirtualMFADevice";
     let CreateVirtual { name, path } = CreateVirtual::parse(ctx.params)?;
+    // Refuse what no call could name later: every call that takes a serial checks it against
+    // IAM's SerialNumber shape, DeleteVirtualMFADevice included, so a serial outside it would
+    // make a device nobody can delete (`docs/iam-mfa-api.md#createvirtualmfadevice`).
+    let mut checks = Checks::new();
+    check_serial(
+        &mut checks,
+        Some(&ops::virtual_serial(ctx.account(), &path, &name)),
+    );
+    checks.finish()?;
     let creator = ctx.caller.principal.owner();
+    let quota = VirtualQuota {
+        per_account: ctx.api.config.max_virtual_mfa_devices,
+        unassigned_per_user: ctx.api.config.max_unassigned_mfa_devices_per_user,
+    };
     let n = name.clone();
     let result = ctx
         .api
         .store
         .write(None, move |w| {
-            ops::create_virtual_device(w, &n, &path, &creator)
+            ops::create_virtual_device(w, &n, &path, &creator, quota)
         })
         .await
         .map_err(ApiError::from);
@@ -128,6 +151,7 @@ pub(super) async fn create_virtual(ctx: &RequestCtx<'_>) -> Result<String, ApiEr
             serial: result.as_ref().ok().map(|d| d.serial.as_str()),
             target_user: None,
             error: result.as_ref().err(),
+            reason: None,
         },
     );
     let device = result?;
@@ -194,6 +218,28 @@ enum TwoCodeOp {
     Resync,
 }
 
+/// A refused two-code call: what the client is told, and the audit log's reason when it is
+/// more precise than the error's.
+struct Refused {
+    error: ApiError,
+    reason: Option<&'static str>,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            reason: None,
+        }
+    }
+}
+
+impl From<StoreError> for Refused {
+    fn from(e: StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
 /// Checks two codes under the device's lock-out and applies `op` in the same write: refused
 /// while locked; a wrong pair stays counted as a failure; a refusal that never judged the codes
 /// (quota, device in use…) gives the attempt back. Audited under `action` either way.
@@ -204,16 +250,62 @@ async fn two_code_call(
 ) -> Result<String, ApiError> {
     let input = TwoCodes::parse(ctx.params)?;
     let result = two_codes_checked(ctx, action, &input, op).await;
+    let refused = result.as_ref().err();
     audit(
         ctx,
         &Audited {
             action,
             serial: Some(&input.serial),
             target_user: Some(&input.user_name),
-            error: result.as_ref().err(),
+            error: refused.map(|r| &r.error),
+            reason: refused.and_then(|r| r.reason),
         },
     );
-    result.map(|()| no_result(ctx, action))
+    result.map(|()| no_result(ctx, action)).map_err(|r| r.error)
+}
+
+/// EnableMFADevice's checks of an IAM user's call that do not depend on the device, made
+/// before it is looked up so that their answers say nothing about which serials exist: a
+/// long-term key alone may enable only an identity's first device, as deactivation needs MFA
+/// too (`docs/mfa.md#who-may-enable-what`), and the identity's quota (only its own enabled
+/// device is told apart, as in use).
+async fn check_enable_caller(
+    ctx: &RequestCtx<'_>,
+    action: &str,
+    target: &Principal,
+    serial: &str,
+    max_devices: u32,
+) -> Result<(), ApiError> {
+    if ctx.caller.principal.is_root() {
+        return Ok(());
+    }
+    let owner = target.owner();
+    let counted = owner.clone();
+    let held = ctx
+        .api
+        .store
+        .read(move |conn, _| queries::enabled_device_count(conn, &counted))
+        .await?;
+    if held > 0 && !ctx.caller.mfa_present() {
+        return Err(ApiError::explicit_deny(
+            &ctx.caller.arn,
+            action,
+            &ctx.caller.arn,
+        ));
+    }
+    if held >= i64::from(max_devices) {
+        let own = ctx
+            .index()
+            .device(serial)
+            .is_some_and(|d| d.assigned_to.as_ref() == Some(&owner));
+        return Err(if own {
+            StoreError::DeviceInUse
+        } else {
+            StoreError::DeviceQuota(max_devices)
+        }
+        .into());
+    }
+    Ok(())
 }
 
 async fn two_codes_checked(
@@ -221,58 +313,91 @@ async fn two_codes_checked(
     action: &str,
     input: &TwoCodes,
     op: TwoCodeOp,
-) -> Result<(), ApiError> {
+) -> Result<(), Refused> {
     let target = mfa_target(ctx, action, Some(&input.user_name))?;
-    if let TwoCodeOp::Enable { .. } = op {
+    if let TwoCodeOp::Enable { max_devices } = op {
         if target.is_root() {
-            return Err(ApiError::AccessDenied(Cow::Borrowed(ROOT_CONSOLE_ONLY)));
+            return Err(ApiError::AccessDenied(Cow::Borrowed(ROOT_CONSOLE_ONLY)).into());
         }
         if is_u2f_arn(&input.serial) {
-            return Err(ApiError::InvalidInput(FIDO_NOT_THROUGH_API.to_owned()));
+            return Err(ApiError::InvalidInput(FIDO_NOT_THROUGH_API.to_owned()).into());
         }
+        check_enable_caller(ctx, action, &target, &input.serial, max_devices).await?;
     }
     let device = visible_device(ctx, &input.serial)?;
     if device.is_fido() {
-        return Err(ApiError::InvalidInput(FIDO_NOT_THROUGH_API.to_owned()));
+        return Err(ApiError::InvalidInput(FIDO_NOT_THROUGH_API.to_owned()).into());
     }
+    if let TwoCodeOp::Resync = op
+        && device.assigned_to.as_ref() != Some(&target.owner())
+    {
+        // Only an enabled device is resynchronised; anything else is not counted as an attempt.
+        return Err(no_such_device(&input.serial).into());
+    }
+    // An unassigned hardware token may be claimed by anyone: each caller's failures are its
+    // own, and unless the operator bound the token to the caller, a refusal reads like an
+    // unknown serial's, so guessing neither locks the holder out nor tells what was imported.
+    let caller = ctx.caller.principal.owner();
+    let (per_caller, hidden) = match (&device.kind, &device.assigned_to) {
+        (DeviceKind::Hardware { bound_to, .. }, None) => {
+            (true, bound_to.is_none() && !ctx.caller.principal.is_root())
+        }
+        _ => (false, false),
+    };
+    let key = if per_caller {
+        AttemptKey::caller_at(&input.serial, caller.as_db())
+    } else {
+        AttemptKey::device(&input.serial)
+    };
     let pair = CodePair {
         serial: input.serial.clone(),
         owner: target.owner(),
         codes: input.codes,
         window: ctx.api.config.mfa_resync_window,
     };
+    let may_add_to_enabled = ctx.caller.principal.is_root() || ctx.caller.mfa_present();
     let store = &ctx.api.store;
-    let verified = guard::verify(
-        ctx.api.limiter.as_ref(),
-        &input.serial,
-        ctx.now,
-        async || {
-            let written = match op {
-                TwoCodeOp::Enable { max_devices } => {
-                    store
-                        .write(None, move |w| {
-                            ops::enable_device(w, &pair, max_devices).map(|_| ())
-                        })
-                        .await
-                }
-                TwoCodeOp::Resync => {
-                    store
-                        .write(None, move |w| ops::resync_device(w, &pair))
-                        .await
-                }
-            };
-            match written {
-                Ok(()) => Verdict::Accepted(()),
-                Err(StoreError::InvalidCodes) => Verdict::Refused(MfaRefusal::InvalidCodes),
-                Err(e) => Verdict::Unjudged(e),
+    let verified = guard::verify(ctx.api.limiter.as_ref(), key, ctx.now, async || {
+        let written = match op {
+            TwoCodeOp::Enable { max_devices } => {
+                let rules = EnableRules {
+                    max_devices,
+                    may_add_to_enabled,
+                };
+                store
+                    .write(None, move |w| {
+                        ops::enable_device(w, &pair, rules).map(|_| ())
+                    })
+                    .await
             }
-        },
-    )
+            TwoCodeOp::Resync => {
+                store
+                    .write(None, move |w| ops::resync_device(w, &pair))
+                    .await
+            }
+        };
+        match written {
+            Ok(()) => Verdict::Accepted(()),
+            Err(StoreError::InvalidCodes) => Verdict::Refused(MfaRefusal::InvalidCodes),
+            Err(e) => Verdict::Unjudged(e),
+        }
+    })
     .await;
     match verified {
         Ok(()) => Ok(()),
-        Err(VerifyError::Refused(refusal)) => Err(ApiError::iam_mfa_refusal(refusal)),
-        Err(VerifyError::Guard(e)) => Err(e.into()),
+        Err(VerifyError::Refused(refusal)) => Err(Refused {
+            error: if hidden {
+                no_such_device(&input.serial)
+            } else {
+                ApiError::iam_mfa_refusal(refusal)
+            },
+            reason: Some(refusal.reason()),
+        }),
+        Err(VerifyError::Guard(e)) => Err(ApiError::from(e).into()),
+        // Another device was enabled meanwhile; as checked before the attempt.
+        Err(VerifyError::Unjudged(StoreError::MfaRequired)) => {
+            Err(ApiError::explicit_deny(&ctx.caller.arn, action, &ctx.caller.arn).into())
+        }
         Err(VerifyError::Unjudged(e)) => Err(e.into()),
     }
 }
@@ -317,18 +442,20 @@ pub(super) async fn deactivate(ctx: &RequestCtx<'_>) -> Result<String, ApiError>
             return Err(ApiError::AccessDenied(Cow::Borrowed(ROOT_CONSOLE_ONLY)));
         }
         if !ctx.caller.principal.is_root() && !ctx.caller.mfa_present() {
-            // As the usual "deny unless MultiFactorAuthPresent" policy would answer.
-            return Err(ApiError::AccessDenied(Cow::Owned(format!(
-                "User: {arn} is not authorized to perform: iam:{ACTION} on resource: {arn} with an explicit deny in an identity-based policy",
-                arn = ctx.caller.arn
-            ))));
+            return Err(ApiError::explicit_deny(
+                &ctx.caller.arn,
+                ACTION,
+                &ctx.caller.arn,
+            ));
         }
         visible_device(ctx, &input.serial)?;
         let owner = target.owner();
         let serial = input.serial.clone();
         ctx.api
             .store
-            .write(None, move |w| ops::deactivate_device(w, &serial, &owner).map(|_| ()))
+            .write(None, move |w| {
+                ops::deactivate_device(w, &serial, &owner).map(|_| ())
+            })
             .await
             .map_err(ApiError::from)
     }
@@ -340,6 +467,7 @@ pub(super) async fn deactivate(ctx: &RequestCtx<'_>) -> Result<String, ApiError>
             serial: Some(&input.serial),
             target_user: input.user_name.as_deref(),
             error: result.as_ref().err(),
+            reason: None,
         },
     );
     result.map(|()| no_result(ctx, ACTION))
@@ -371,6 +499,7 @@ pub(super) async fn delete_virtual(ctx: &RequestCtx<'_>) -> Result<String, ApiEr
             serial: Some(&serial),
             target_user: None,
             error: result.as_ref().err(),
+            reason: None,
         },
     );
     result.map(|()| no_result(ctx, ACTION))

@@ -206,6 +206,9 @@ struct Audited<'a> {
     target_user: Option<&'a str>,
     /// Why it was refused, when it was.
     error: Option<&'a ApiError>,
+    /// The audit log's reason, when more precise than the error's (a lock-out answered as a
+    /// wrong code, or as an unknown serial).
+    reason: Option<&'a str>,
 }
 
 /// An audit record of an IAM change by this request.
@@ -224,7 +227,7 @@ fn audit(ctx: &RequestCtx<'_>, what: &Audited<'_>) {
     e.mfa_authenticated = Some(ctx.caller.mfa_present());
     if let Some(err) = what.error {
         e.error_code = Some(err.code());
-        e.reason = Some(failure_reason(err));
+        e.reason = Some(what.reason.unwrap_or_else(|| failure_reason(err)));
     }
     ctx.api.store.audit(e.to_line());
 }

@@ -6,16 +6,19 @@
 //!    at;
 //! 2. the serial must name an enabled TOTP device of the caller;
 //! 3. the device must not be locked out by earlier failures (the attempt counts as one until
-//!    the code proves right);
+//!    the code proves right, in the store's lock-out, which every process on the data dir
+//!    shares and a restart keeps);
 //! 4. the code must match a step in the window around now plus the device's drift, later than
 //!    the last accepted step, claimed atomically by the replay guard (one winner among racing
 //!    requests);
-//! 5. that step is made durable, together with the audit line, before the credentials leave
-//!    the broker; the store refuses it if another process sharing it accepted it first.
+//! 5. that step is made durable, together with the audit line and the clearing of the
+//!    device's failures, in one write before the credentials leave the broker; the store
+//!    refuses it if another process sharing it accepted it first, and the attempt then stays
+//!    a failure, audited as a replay only.
 
 use crate::api::RequestCtx;
 use crate::audit::{AuditEvent, Outcome};
-use crate::mfa::guard::{self, MfaRefusal, Verdict, VerifyError};
+use crate::mfa::guard::{self, AttemptKey, MfaRefusal, Verdict, VerifyError};
 use crate::mfa::is_u2f_arn;
 use crate::mfa::totp::{TokenCode, TotpStep};
 use crate::model::TotpDevice;
@@ -25,7 +28,7 @@ use crate::protocol::params::Params;
 use crate::protocol::validate::{Checks, is_serial_char, parse_int};
 use crate::protocol::xml::{XmlWriter, success_body};
 use crate::session::{MfaContext, SessionCredentials, SessionGrant};
-use crate::store::ops;
+use crate::store::{StoreError, ops};
 
 /// Shortest session, seconds.
 const MIN_DURATION: i64 = 900;
@@ -175,48 +178,58 @@ async fn with_mfa(
     let center = TotpStep::at(ctx.now) + totp.drift;
     let window = ctx.api.config.mfa_window;
     let replay = ctx.api.replay.as_ref();
-    let checked = guard::verify(ctx.api.limiter.as_ref(), serial, ctx.now, async || {
+    let key = AttemptKey::device(serial);
+    let checked = guard::verify(ctx.api.limiter.as_ref(), key, ctx.now, async || {
         let candidates = totp.key.matching_steps(code, center, window);
         if candidates.is_empty() {
             return Verdict::Refused(MfaRefusal::WrongCode);
         }
-        match replay.try_accept(serial, &candidates, totp.last_step).await {
-            Ok(Some(step)) => Verdict::Accepted(step),
-            Ok(None) => Verdict::Refused(MfaRefusal::Replayed),
-            Err(e) => Verdict::Unjudged(e),
+        let step = match replay.try_accept(serial, &candidates, totp.last_step).await {
+            Ok(Some(step)) => step,
+            Ok(None) => return Verdict::Refused(MfaRefusal::Replayed),
+            Err(e) => return Verdict::Unjudged(("mfa_backend_failure", ApiError::from(e))),
+        };
+        let mfa = MfaContext {
+            serial: serial.to_owned(),
+            auth_time: ctx.now,
+        };
+        let creds = match mint(ctx, duration, Some(mfa)) {
+            Ok(creds) => creds,
+            Err(e) => return Verdict::Unjudged(("internal_failure", e)),
+        };
+        let mut event = event(ctx, Outcome::Success, Some(serial), None);
+        event.mfa_authenticated = Some(true);
+        event.expiration = Some(creds.expiration.iso8601());
+        let line = event.to_line();
+        let serial_owned = serial.to_owned();
+        // One group commit makes the step durable, clears the failures and writes the audit
+        // line, before the credentials are returned. A step another broker process recorded
+        // first fails the job, so that its success line is not written either.
+        let recorded = ctx
+            .api
+            .store
+            .write(Some(line), move |w| {
+                match ops::record_accepted_step(w, &serial_owned, step)? {
+                    true => Ok(()),
+                    false => Err(StoreError::InvalidCodes),
+                }
+            })
+            .await;
+        match recorded {
+            Ok(()) => Verdict::Accepted(creds),
+            Err(StoreError::InvalidCodes) => Verdict::Refused(MfaRefusal::Replayed),
+            Err(e) => Verdict::Unjudged(("internal_failure", ApiError::from(e))),
         }
     })
     .await;
-    let step = match checked {
-        Ok(step) => step,
-        Err(VerifyError::Refused(refusal)) => return Err(refuse_mfa(ctx, serial, refusal)),
-        Err(VerifyError::Guard(e) | VerifyError::Unjudged(e)) => {
-            return Err(refuse(ctx, Some(serial), "mfa_backend_failure", e.into()));
+    match checked {
+        Ok(creds) => Ok(render(ctx, &creds)),
+        Err(VerifyError::Refused(refusal)) => Err(refuse_mfa(ctx, serial, refusal)),
+        Err(VerifyError::Guard(e)) => {
+            Err(refuse(ctx, Some(serial), "mfa_backend_failure", e.into()))
         }
-    };
-    let mfa = MfaContext {
-        serial: serial.to_owned(),
-        auth_time: ctx.now,
-    };
-    let creds = mint(ctx, duration, Some(mfa))?;
-    let mut event = event(ctx, Outcome::Success, Some(serial), None);
-    event.mfa_authenticated = Some(true);
-    event.expiration = Some(creds.expiration.iso8601());
-    let line = event.to_line();
-    let serial_owned = serial.to_owned();
-    // The accepted step is durable before the credentials are returned (group commit).
-    let recorded = ctx
-        .api
-        .store
-        .write(Some(line), move |w| {
-            ops::record_accepted_step(w, &serial_owned, step)
-        })
-        .await?;
-    if !recorded {
-        // Another broker process sharing the store accepted this step first.
-        return Err(refuse_mfa(ctx, serial, MfaRefusal::Replayed));
+        Err(VerifyError::Unjudged((reason, e))) => Err(refuse(ctx, Some(serial), reason, e)),
     }
-    Ok(render(ctx, &creds))
 }
 
 fn mint(

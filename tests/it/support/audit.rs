@@ -9,9 +9,11 @@ use crate::support::wait::eventually;
 
 /// Every line of `<data_dir>/audit.log`, parsed.
 pub(crate) fn audit_lines_in(data_dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(data_dir.join("audit.log"))
-        .unwrap_or_default()
-        .lines()
+    parse_lines(&std::fs::read_to_string(data_dir.join("audit.log")).unwrap_or_default())
+}
+
+fn parse_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
@@ -19,12 +21,12 @@ pub(crate) fn audit_lines_in(data_dir: &Path) -> Vec<serde_json::Value> {
 impl TestBroker {
     /// Every audit line so far, parsed.
     pub(crate) fn audit_lines(&self) -> Vec<serde_json::Value> {
-        audit_lines_in(&self.data_dir)
+        parse_lines(&self.audit_text())
     }
 
     /// The raw audit log.
     pub(crate) fn audit_text(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("audit.log")).unwrap_or_default()
+        std::fs::read_to_string(&self.audit_file).unwrap_or_default()
     }
 
     /// The audit lines once `done` holds for them (refusals are appended asynchronously).

@@ -7,10 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sts_broker::{
-    Admin, AuditTarget, Broker, Clock as _, Config, ManualClock, RunningBroker, Throttle,
-    ThrottlePolicy,
-};
+use sts_broker::{Admin, AuditTarget, Broker, Clock as _, Config, ManualClock, RunningBroker};
 
 use crate::support::clients::{Creds, root_creds_in};
 
@@ -61,6 +58,7 @@ impl TestClock {
 pub(crate) struct Setup {
     mfa_window: Option<u32>,
     max_mfa_devices_per_user: Option<u32>,
+    max_virtual_mfa_devices: Option<u32>,
     extra_regions: Vec<String>,
     header_read_timeout_secs: Option<u64>,
     tls: Option<(PathBuf, PathBuf)>,
@@ -76,6 +74,12 @@ impl Setup {
     /// MFA devices a user may have enabled at once (`max_mfa_devices_per_user`).
     pub(crate) fn max_mfa_devices_per_user(mut self, devices: u32) -> Self {
         self.max_mfa_devices_per_user = Some(devices);
+        self
+    }
+
+    /// Virtual MFA devices the account may hold (`max_virtual_mfa_devices`).
+    pub(crate) fn max_virtual_mfa_devices(mut self, devices: u32) -> Self {
+        self.max_virtual_mfa_devices = Some(devices);
         self
     }
 
@@ -103,6 +107,9 @@ impl Setup {
         }
         if let Some(devices) = self.max_mfa_devices_per_user {
             cfg.max_mfa_devices_per_user = devices;
+        }
+        if let Some(devices) = self.max_virtual_mfa_devices {
+            cfg.max_virtual_mfa_devices = devices;
         }
         cfg.regions.extend(self.extra_regions.iter().cloned());
         if let Some(secs) = self.header_read_timeout_secs {
@@ -132,9 +139,9 @@ pub(crate) struct TestBroker {
     pub account_id: String,
     pub root: Creds,
     pub data_dir: PathBuf,
+    /// Where this broker appends its audit lines.
+    pub audit_file: PathBuf,
     config: Config,
-    /// The broker's MFA lock-out, injected so the tests can count the devices it tracks.
-    throttle: Arc<Throttle>,
     running: Option<RunningBroker>,
 }
 
@@ -159,14 +166,11 @@ impl TestBroker {
 
     async fn boot(cfg: Config, clock: TestClock) -> Self {
         let data_dir = cfg.data_dir.clone();
-        let throttle = Arc::new(Throttle::new(ThrottlePolicy {
-            free_failures: cfg.mfa_free_failures,
-            base_backoff_secs: cfg.mfa_base_backoff_secs,
-            max_backoff_secs: cfg.mfa_max_backoff_secs,
-        }));
+        let AuditTarget::File(audit_file) = cfg.audit.clone() else {
+            panic!("a test broker audits to a file");
+        };
         let (broker, _) = Broker::builder(cfg.clone())
             .clock(Arc::new(clock.0.clone()))
-            .attempt_limiter(throttle.clone())
             .open()
             .unwrap();
         let account_id = broker.account_id().to_owned();
@@ -177,8 +181,8 @@ impl TestBroker {
             account_id,
             root: root_creds_in(&data_dir),
             data_dir,
+            audit_file,
             config: cfg,
-            throttle,
             running: Some(running),
         }
     }
@@ -208,9 +212,27 @@ impl TestBroker {
         Self::boot(config, clock).await
     }
 
-    /// How many devices the MFA throttle holds state for.
-    pub(crate) fn throttled_devices(&self) -> usize {
-        self.throttle.len()
+    /// A second broker on this broker's data dir and clock, with its own store connections,
+    /// writer thread and index, as a second process sharing the data dir has; it audits to
+    /// `<data_dir>/audit.peer.log`.
+    pub(crate) async fn peer(&self) -> Self {
+        let mut cfg = self.config.clone();
+        cfg.audit = AuditTarget::File(self.data_dir.join("audit.peer.log"));
+        Self::boot(cfg, self.clock.clone()).await
+    }
+
+    /// How many failure records the MFA lock-out keeps: the rows of the store's `mfa_attempt`
+    /// table (README.md, "Where state lives" in ARCHITECTURE.md), read from the data dir.
+    pub(crate) fn lockout_records(&self) -> usize {
+        let db = rusqlite::Connection::open_with_flags(
+            self.data_dir.join("sts-broker.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let rows: i64 = db
+            .query_row("SELECT COUNT(*) FROM mfa_attempt", [], |r| r.get(0))
+            .unwrap();
+        usize::try_from(rows).unwrap()
     }
 
     /// Whether this broker's configuration with `setup` applied passes the broker's validation.
@@ -231,9 +253,20 @@ impl TestBroker {
 pub(crate) struct Operator(Admin);
 
 impl Operator {
-    /// Imports hardware tokens from a `serial,seed` file; how many were imported.
-    pub(crate) fn import_hardware(&self, file: &Path) -> Result<usize, String> {
-        self.0.import_hardware(file).map_err(|e| e.to_string())
+    /// Imports hardware tokens from a `serial,seed[,user]` file, bound to `user` when given;
+    /// how many were imported.
+    pub(crate) fn import_hardware(&self, file: &Path, user: Option<&str>) -> Result<usize, String> {
+        self.0
+            .import_hardware(file, user)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Deletes a device of any kind; whether it was enabled.
+    pub(crate) fn delete_device(&self, serial: &str) -> Result<bool, String> {
+        self.0
+            .delete_device(serial)
+            .map(|holder| holder.is_some())
+            .map_err(|e| e.to_string())
     }
 
     /// Registers a FIDO security key for `user`; its serial.

@@ -383,6 +383,10 @@ pub(crate) const MFA_DEVICE_EXISTS: &str =
 /// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_EnableMFADevice.html).
 pub(crate) const MFA_DEVICE_IN_USE: &str = "MFA Device is already in use.";
 
+/// IAM's `SerialNumber` (length 9–256), which DeleteVirtualMFADevice and EnableMFADevice check:
+/// https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteVirtualMFADevice.html
+pub(crate) const IAM_SERIAL_NUMBER_PATTERN: &str = r"[\w+=/:,.@-]+";
+
 /// `InvalidAuthenticationCode` (403) from EnableMFADevice and ResyncMFADevice (same page).
 pub(crate) const INVALID_AUTHENTICATION_CODE: &str = "Authentication code for device is not valid.";
 
