@@ -49,7 +49,7 @@ pub(crate) struct Api {
     pub(crate) verifier: Verifier,
     /// The last accepted TOTP step per device.
     pub(crate) replay: Arc<dyn ReplayGuard>,
-    /// Per-device MFA failure lock-outs.
+    /// MFA failure lock-outs, per device (and per caller for unassigned hardware tokens).
     pub(crate) limiter: Arc<dyn AttemptLimiter>,
     sts_policy: VerifyPolicy,
     iam_policy: VerifyPolicy,
