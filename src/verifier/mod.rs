@@ -26,6 +26,43 @@ use crate::sigv4::{self, HttpRequest, ScopePolicy, SigV4Error, SignedRequest};
 use crate::store::{Index, ReadOnlyStore, StoreError};
 use crate::time::UnixTime;
 
+/// The answer AWS gives to each refusal, for front doors other than the STS/IAM API (a gateway,
+/// a forward-auth endpoint, a service's own middleware). The codes and statuses are STS's
+/// common errors (`docs/sts-wire-contract.md#error-table`); the STS/IAM API words the messages
+/// in `protocol`, the other front doors use the [`Display`](std::fmt::Display) text.
+impl AuthError {
+    /// The AWS error code: `MissingAuthenticationToken`, `IncompleteSignature`,
+    /// `SignatureDoesNotMatch`, `InvalidClientTokenId`, `ExpiredToken` or `AccessDenied`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unsigned => "MissingAuthenticationToken",
+            Self::Signature(e) => e.kind().code(),
+            Self::UnknownAccessKey
+            | Self::UnexpectedSessionToken
+            | Self::InvalidSessionToken
+            | Self::SessionParentGone => "InvalidClientTokenId",
+            Self::ExpiredSessionToken => "ExpiredToken",
+            Self::MfaRequired | Self::MfaTooOld { .. } => "AccessDenied",
+        }
+    }
+
+    /// The HTTP status: 400 for malformed authentication data (`IncompleteSignature`), 403 for
+    /// everything else.
+    pub fn http_status(&self) -> http::StatusCode {
+        match self {
+            Self::Signature(e) => http::StatusCode::from_u16(e.kind().http_status())
+                .unwrap_or(http::StatusCode::FORBIDDEN),
+            _ => http::StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// Whether the caller proved who it is and only the policy's MFA requirements refused it
+    /// (a forward-auth endpoint answers 403 for these, 401 for the others).
+    pub fn is_policy_refusal(&self) -> bool {
+        matches!(self, Self::MfaRequired | Self::MfaTooOld { .. })
+    }
+}
+
 /// Where the verifier finds long-term credentials and the identities they belong to.
 pub trait CredentialLookup: Send + Sync {
     /// The account every identity belongs to.
@@ -178,6 +215,15 @@ impl<'a> Presented<'a> {
             query: self.parts.uri.query().unwrap_or(""),
             headers: &self.headers,
             payload: self.payload,
+        }
+    }
+
+    /// The access key id the credential scope claims, when the request carries a readable one
+    /// (for the record of a refusal; it is not verified).
+    pub fn access_key_id(&self) -> Option<&str> {
+        match &self.signed {
+            Ok(Some(s)) => Some(&s.scope.access_key_id),
+            _ => None,
         }
     }
 
