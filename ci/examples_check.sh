@@ -9,8 +9,12 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
-cargo build --release --quiet --bin sts-broker --example gated_service --example sdk_client
+# The broker and gate from the release build; the Rust examples as `cargo test` built them (a
+# release build of the SDK would add minutes for nothing the examples show).
+cargo build --release --quiet --bin sts-broker
+cargo build --quiet --example gated_service --example sdk_client
 BIN="$REPO/target/release/sts-broker"
+EXAMPLES="$REPO/target/debug/examples"
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/examples-check.XXXXXX")
 PIDS=()
 cleanup() {
@@ -52,7 +56,7 @@ sed -e "s/127.0.0.1:8081/127.0.0.1:$GATE_PORT/" -e "s/127.0.0.1:9000/127.0.0.1:$
     -e "s/127.0.0.1:8088/127.0.0.1:$NGINX_PORT/" examples/nginx/sts-broker-gate.conf >"$SCRATCH/nginx/sts-broker-gate.conf"
 sed -e "s|/tmp/sts-broker-nginx|$SCRATCH/nginx/nginx|" examples/nginx/nginx.conf >"$SCRATCH/nginx/nginx.conf"
 start nginx "$NGINX_PORT" nginx -c "$SCRATCH/nginx/nginx.conf" -e stderr
-start gated_service "$SVC_PORT" target/release/examples/gated_service --data-dir "$DATA" \
+start gated_service "$SVC_PORT" "$EXAMPLES/gated_service" --data-dir "$DATA" \
     --listen "127.0.0.1:$SVC_PORT" --max-mfa-age 3600
 
 unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_REGION AWS_ENDPOINT_URL
@@ -74,7 +78,7 @@ echo "=== examples/sdk_client.rs (aws-sdk-rust + aws-sigv4) -> examples/gated_se
 mfa_user sdk-user
 AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET MFA_SERIAL=$SERIAL MFA_CODE=$CODE \
     STS_ENDPOINT="$EP" GATED_URL="http://127.0.0.1:$SVC_PORT/hello" \
-    target/release/examples/sdk_client | tee "$SCRATCH/sdk.out"
+    "$EXAMPLES/sdk_client" | tee "$SCRATCH/sdk.out"
 expect ":user/sdk-user (MFA " "$SCRATCH/sdk.out"
 code=$(curl -sS -o "$SCRATCH/refused.out" -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:execute-api" \
     --user "$KEY:$SECRET" "http://127.0.0.1:$SVC_PORT/hello")

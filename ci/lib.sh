@@ -15,19 +15,20 @@ wait_port() { # PORT NAME
     return 1
 }
 
-# The TOTP code of SEED (base32) at STEPS steps from now (RFC 6238, 30 s, 6 digits).
-totp() { # SEED STEPS
+# COUNT consecutive TOTP codes of SEED (base32) from STEPS steps from now, space-separated
+# (RFC 6238, 30 s, 6 digits); one clock reading, so they are consecutive even across a step.
+totp() { # SEED STEPS [COUNT]
     python3 -c 'import base64,hmac,struct,sys,time
-s=sys.argv[1]; o=int(sys.argv[2])
-h=hmac.new(base64.b32decode(s+"="*(-len(s)%8)),struct.pack(">Q",int(time.time())//30+o),"sha1").digest()
-i=h[-1]&15; print("%06d"%((struct.unpack(">I",h[i:i+4])[0]&0x7fffffff)%10**6))' "$1" "$2"
+a=sys.argv[1:]; s=a[0]; k=base64.b32decode(s+"="*(-len(s)%8)); t=int(time.time())//30+int((a[1:]or[0])[0])
+def c(t): h=hmac.new(k,struct.pack(">Q",t),"sha1").digest(); i=h[-1]&15; return "%06d"%((struct.unpack(">I",h[i:i+4])[0]&0x7fffffff)%10**6)
+print(" ".join(c(t+j) for j in range(int((a[2:]or[1])[0]))))' "$@"
 }
 
 # As the root user of the broker at $EP (ROOT_KEY, ROOT_SECRET), creates user NAME with an
 # access key and an enabled virtual MFA device (seed in $SCRATCH); sets KEY, SECRET, SERIAL and
 # CODE (a code the device has not used yet, for GetSessionToken).
 mfa_user() { # NAME
-    local keys seed
+    local keys seed codes
     AWS_ACCESS_KEY_ID=$ROOT_KEY AWS_SECRET_ACCESS_KEY=$ROOT_SECRET \
         aws --endpoint-url "$EP" iam create-user --user-name "$1" >/dev/null
     keys=$(AWS_ACCESS_KEY_ID=$ROOT_KEY AWS_SECRET_ACCESS_KEY=$ROOT_SECRET \
@@ -40,8 +41,9 @@ mfa_user() { # NAME
         --bootstrap-method Base32StringSeed --outfile "$SCRATCH/$1.seed" \
         --query VirtualMFADevice.SerialNumber --output text)
     seed=$(cat "$SCRATCH/$1.seed")
+    codes=$(totp "$seed" -1 2)
     AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET \
         aws --endpoint-url "$EP" iam enable-mfa-device --user-name "$1" --serial-number "$SERIAL" \
-        --authentication-code1 "$(totp "$seed" -1)" --authentication-code2 "$(totp "$seed" 0)"
+        --authentication-code1 "${codes% *}" --authentication-code2 "${codes#* }"
     CODE=$(totp "$seed" 1)
 }

@@ -57,7 +57,7 @@ for port_file in "$BLOCKS"/background-*.port; do
     fi
 done
 
-for shell in bash zsh; do
+for shell in ${README_CHECK_SHELLS:-bash zsh}; do
     command -v "$shell" >/dev/null || { echo "error: $shell is not installed" >&2; exit 1; }
     export HOME="$WORK/home-$shell"
     mkdir -p "$HOME"
