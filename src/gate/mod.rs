@@ -232,7 +232,6 @@ impl GateHandler {
         req: Request<Incoming>,
         remote: SocketAddr,
     ) -> Response<GateResponseBody> {
-        let request_id = ids::request_id();
         let forward_auth = match &self.upstream {
             None => true,
             Some(_) => req.uri().path() == self.verify_path,
@@ -254,6 +253,8 @@ impl GateHandler {
         match result {
             Ok(resp) => resp,
             Err(refusal) => {
+                // Only the gate's own answers need an id; an admitted request costs none.
+                let request_id = ids::request_id();
                 let status = if forward_auth && refusal.status.is_client_error() {
                     refusal.forward_auth_status()
                 } else {

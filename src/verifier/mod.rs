@@ -248,6 +248,7 @@ impl<'a> Presented<'a> {
 /// use aws_credential_types::Credentials;
 /// use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 /// use aws_sigv4::sign::v4;
+/// use sha2::Digest as _;
 /// use sts_broker::{
 ///     AccessKey, AuthError, CredentialLookup, Owner, Payload, UnixTime, User, Verifier,
 ///     VerifyPolicy,
@@ -319,9 +320,17 @@ impl<'a> Presented<'a> {
 /// assert!(!caller.mfa_present());
 ///
 /// // A long-term key has no MFA context, so a policy that requires MFA refuses it.
-/// let strict = VerifyPolicy { require_mfa: true, ..policy };
-/// let refused = verifier.verify(&parts, Payload::Bytes(&body), &strict, at);
-/// assert_eq!(refused.unwrap_err(), AuthError::MfaRequired);
+/// let strict = VerifyPolicy { require_mfa: true, ..policy.clone() };
+/// let refused = verifier.verify(&parts, Payload::Bytes(&body), &strict, at).unwrap_err();
+/// assert_eq!(refused, AuthError::MfaRequired);
+/// // What an HTTP front door answers: AWS's status and code, and a clear message.
+/// assert_eq!((refused.http_status().as_u16(), refused.code()), (403, "AccessDenied"));
+/// assert_eq!(refused.to_string(), "MFA-backed session credentials are required");
+///
+/// // A streaming service passes the body's declared SHA-256 instead of the body, and checks
+/// // the body against it as it reads it (as `MfaLayer` and `sts-broker gate` do).
+/// let empty: [u8; 32] = sha2::Sha256::digest(b"").into();
+/// assert!(verifier.verify(&parts, Payload::Sha256(empty), &policy, at).is_ok());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
