@@ -13,6 +13,7 @@ use crate::support::broker::{GateSetup, TestGate};
 use crate::support::http::{RawResponse, Req, raw_http};
 use crate::support::mfa::{enabled_device, session_with_mfa};
 use crate::support::signing::OracleSigner;
+use crate::support::texts;
 use crate::support::upstream::{Behaviour, UPSTREAM_HEADER, Upstream, closed_port};
 use crate::support::{Creds, TestBroker, eventually, session_creds};
 
@@ -206,19 +207,14 @@ async fn refusals_under_require_mfa_are_403_with_a_clear_message_and_audited() {
 
     for creds in [&a.key, &a.plain_session, &b.root] {
         let resp = send(&gate, &signed(creds, now, &host, &req)).await;
-        assert_refused(
-            &resp,
-            403,
-            "AccessDenied",
-            "MFA-backed session credentials are required",
-        );
+        assert_refused(&resp, 403, "AccessDenied", texts::GATE_MFA_REQUIRED);
     }
     let resp = send(&gate, &req).await;
     assert_refused(
         &resp,
         403,
         "MissingAuthenticationToken",
-        "the request is not signed",
+        texts::GATE_UNSIGNED,
     );
 
     let sts_signed = OracleSigner::new(&a.mfa_session, now).sign(&host, &req);
@@ -227,7 +223,7 @@ async fn refusals_under_require_mfa_are_403_with_a_clear_message_and_audited() {
         &resp,
         403,
         "SignatureDoesNotMatch",
-        "Credential should be scoped to correct service: 'execute-api'. ",
+        &texts::scope_service("execute-api"),
     );
     let elsewhere = OracleSigner::new(&a.mfa_session, now)
         .service("execute-api")
@@ -237,7 +233,7 @@ async fn refusals_under_require_mfa_are_403_with_a_clear_message_and_audited() {
         &send(&gate, &elsewhere).await,
         403,
         "SignatureDoesNotMatch",
-        "Credential should be scoped to a valid region, not 'ap-south-2'. ",
+        &texts::scope_region("ap-south-2"),
     );
     // Another region the broker's configuration accepts is admitted.
     let eu = OracleSigner::new(&a.mfa_session, now)
@@ -249,12 +245,11 @@ async fn refusals_under_require_mfa_are_403_with_a_clear_message_and_audited() {
     // Tampering with what was signed: the path, or the signature itself.
     let mut tampered = signed(&a.mfa_session, now, &host, &req);
     tampered.path = "/orders/all".into();
-    let mismatch = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
     assert_refused(
         &send(&gate, &tampered).await,
         403,
         "SignatureDoesNotMatch",
-        mismatch,
+        texts::SIGNATURE_MISMATCH,
     );
     let good = signed(&a.mfa_session, now, &host, &req);
     let auth = good.get_header("authorization").unwrap();
@@ -267,14 +262,14 @@ async fn refusals_under_require_mfa_are_403_with_a_clear_message_and_audited() {
         &send(&gate, &good.clone().replace("authorization", &flipped)).await,
         403,
         "SignatureDoesNotMatch",
-        mismatch,
+        texts::SIGNATURE_MISMATCH,
     );
     let unknown = Creds::new("AKIAEXAMPLEUNKNOWN00", "x", None);
     assert_refused(
         &send(&gate, &signed(&unknown, now, &host, &req)).await,
         403,
         "InvalidClientTokenId",
-        "the access key is unknown or inactive",
+        texts::GATE_UNKNOWN_KEY,
     );
 
     // MFA older than --max-mfa-age.
@@ -284,7 +279,7 @@ async fn refusals_under_require_mfa_are_403_with_a_clear_message_and_audited() {
         &send(&gate, &signed(&a.mfa_session, later, &host, &req)).await,
         403,
         "AccessDenied",
-        "the MFA authentication is 301 seconds old; at most 300 are allowed",
+        &texts::gate_mfa_too_old(301, 300),
     );
     // Expired session credentials (GetSessionToken's default is 12 hours).
     b.clock.advance(43_200);
@@ -293,14 +288,14 @@ async fn refusals_under_require_mfa_are_403_with_a_clear_message_and_audited() {
         &send(&gate, &signed(&a.mfa_session, expired, &host, &req)).await,
         403,
         "ExpiredToken",
-        "the session credentials have expired",
+        texts::GATE_EXPIRED,
     );
     // A signature more than 15 minutes old.
     assert_refused(
         &send(&gate, &signed(&a.key, expired - 901, &host, &req)).await,
         403,
         "SignatureDoesNotMatch",
-        &crate::support::texts::signature_expired(expired - 901, expired),
+        &texts::signature_expired(expired - 901, expired),
     );
 
     // Only the one admitted request reached the upstream; every refusal has its audit line.
@@ -373,7 +368,7 @@ async fn a_body_that_does_not_match_its_signed_hash_never_reaches_the_upstream_w
         &resp,
         403,
         "SignatureDoesNotMatch",
-        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        texts::CONTENT_SHA256_MISMATCH,
     );
     let seen = upstream.seen();
     assert!(
@@ -409,12 +404,7 @@ async fn an_unreachable_upstream_is_502_and_a_silent_one_504() {
     .await;
     let req = Req::get("");
     let resp = send(&gate, &signed(&a.mfa_session, b.now(), &gate.host(), &req)).await;
-    assert_refused(
-        &resp,
-        502,
-        "BadGateway",
-        "The upstream service could not be reached.",
-    );
+    assert_refused(&resp, 502, "BadGateway", texts::GATE_UPSTREAM_UNREACHABLE);
     gate.stop().await;
 
     let silent = Upstream::start(Behaviour::NeverAnswer).await;
@@ -432,7 +422,7 @@ async fn an_unreachable_upstream_is_502_and_a_silent_one_504() {
         &resp,
         504,
         "GatewayTimeout",
-        "The upstream service did not answer within 1 seconds.",
+        &texts::gate_upstream_timeout(1),
     );
     assert_eq!(silent.seen().len(), 1);
     gate.stop().await;
@@ -486,7 +476,54 @@ async fn a_key_deactivated_on_the_broker_is_refused_by_the_gate_within_a_second(
         &send(&gate, &signed(&a.mfa_session, now, &gate.host(), &req)).await,
         403,
         "InvalidClientTokenId",
-        "the credentials that obtained this session are no longer valid",
+        texts::GATE_SESSION_PARENT_GONE,
+    );
+    gate.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn the_gate_speaks_https_and_http2_with_the_brokers_tls_settings() {
+    let dir = crate::support::fresh_dir("gate-tls");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let b =
+        TestBroker::start_with(crate::support::Setup::default().tls(&cert_path, &key_path)).await;
+    let upstream = Upstream::start(Behaviour::Answer).await;
+    let gate = TestGate::start(
+        &b,
+        GateSetup {
+            upstream: Some(upstream.url()),
+            ..GateSetup::default()
+        },
+    )
+    .await;
+    let resp = crate::support::http::curl(vec![
+        "--http2".into(),
+        "--cacert".into(),
+        cert_path.to_string_lossy().into_owned(),
+        "--aws-sigv4".into(),
+        "aws:amz:us-east-1:execute-api".into(),
+        "--user".into(),
+        format!("{}:{}", b.root.akid, b.root.secret),
+        format!("https://{}/orders?limit=5", gate.host()),
+    ])
+    .await;
+    assert_eq!(resp.status, 201, "{}", resp.body);
+    let seen = upstream.seen();
+    assert_eq!(seen[0].target, "/orders?limit=5");
+    assert_eq!(seen[0].header("x-forwarded-proto"), Some("https"));
+    assert_eq!(
+        seen[0].header("x-sts-broker-principal-arn"),
+        Some(b.root_arn().as_str())
+    );
+    assert_eq!(
+        seen[0].header("x-sts-broker-mfa-authenticated"),
+        Some("false")
     );
     gate.stop().await;
     b.stop().await;
