@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 use aws_sdk_iam::types::StatusType;
 use sha2::{Digest as _, Sha256};
 
-use crate::support::http::{Req, raw_http};
+use crate::support::http::{Req, raw_http, raw_http_bytes};
 use crate::support::mfa::{enabled_device, session_with_mfa};
 use crate::support::process::GateProcess;
 use crate::support::signing::OracleSigner;
-use crate::support::upstream::{Behaviour, Upstream};
+use crate::support::upstream::{Behaviour, Upstream, download_byte};
 use crate::support::{Creds, TestBroker, eventually, session_creds};
 
-/// The body streamed through the gate.
+/// The body streamed through the gate, each way.
 const BIG: usize = 48 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,6 +79,22 @@ async fn the_binary_streams_tens_of_mib_with_flat_memory_and_follows_the_broker(
         after - before,
         BIG >> 20
     );
+
+    // A response of tens of MiB streams back unchanged, with the same flat memory.
+    let mut download = Req::get("");
+    download.path = format!("/download/{BIG}");
+    let resp = raw_http_bytes(gate.addr, &sign(&mfa, &download).wire(&host)).await;
+    let expected: Vec<u8> = (0..BIG).map(download_byte).collect();
+    assert!(resp.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    let body_at = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(resp[body_at..] == expected[..], "the download differs");
+    let after_download = gate.memory_kib("VmHWM");
+    println!(
+        "gate peak RSS after a {} MiB response: {after_download} KiB (+{} KiB)",
+        BIG >> 20,
+        after_download.saturating_sub(before)
+    );
+    assert!(after_download.saturating_sub(before) < 16 * 1024);
 
     // The binary refuses long-term keys under --require-mfa.
     let resp = raw_http(gate.addr, &sign(&alice, &small).wire(&host)).await;

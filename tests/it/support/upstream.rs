@@ -1,6 +1,7 @@
 //! A real HTTP service on loopback for a gate (or nginx) to forward to: it records every
 //! request it receives (headers, body digest and length, whether the body arrived whole) and
-//! answers `201` with a header and a body of its own, so that a test can check both directions.
+//! answers `201` with a header and a body of its own (or, for `GET /download/N`, `200` with N
+//! bytes), so that a test can check both directions.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -164,11 +165,22 @@ async fn answer(
     if behaviour == Behaviour::NeverAnswer {
         std::future::pending::<()>().await;
     }
+    // `GET /download/N` answers N bytes of a fixed pattern, for a response streamed back.
+    if let Some(n) = parts.uri.path().strip_prefix("/download/") {
+        let n: usize = n.parse().unwrap();
+        let body: Vec<u8> = (0..n).map(download_byte).collect();
+        return Ok(Response::new(Full::new(Bytes::from(body))));
+    }
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     *resp.status_mut() = hyper::StatusCode::CREATED;
     resp.headers_mut()
         .insert(UPSTREAM_HEADER, "from-the-upstream".parse().unwrap());
     Ok(resp)
+}
+
+/// Byte `i` of a `/download/N` answer.
+pub(crate) fn download_byte(i: usize) -> u8 {
+    (i % 253) as u8
 }
 
 /// A loopback address nothing listens on.
