@@ -164,6 +164,13 @@ pub(crate) struct AuditEvent<'a> {
     /// Expiry of issued credentials, ISO 8601.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expiration: Option<String>,
+    /// The HTTP method of a request a gate judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_method: Option<&'a str>,
+    /// The path (never the query, which may carry a presigned token) of a request a gate
+    /// judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<&'a str>,
 }
 
 impl<'a> AuditEvent<'a> {
@@ -190,6 +197,8 @@ impl<'a> AuditEvent<'a> {
             source_ip: None,
             mfa_authenticated: None,
             expiration: None,
+            http_method: None,
+            path: None,
         }
     }
 

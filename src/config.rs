@@ -75,8 +75,24 @@ pub struct Config {
     /// Where audit lines go; key `audit_log`.
     #[serde(rename = "audit_log")]
     pub audit: AuditTarget,
-    /// How often the broker looks for changes made by `sts-broker admin` or another process.
+    /// How often the broker looks for changes made by `sts-broker admin` or another process
+    /// (and a gate, for the broker's changes).
     pub change_poll_millis: u64,
+    /// Address `sts-broker gate` listens on.
+    pub gate_listen: SocketAddr,
+    /// Where the gate forwards admitted requests: an `http://host:port[/prefix]` URL. Without
+    /// one, the gate only answers forward-auth requests, on every path.
+    pub gate_upstream: Option<String>,
+    /// The credential-scope service requests to the gate must be signed for.
+    pub gate_service: String,
+    /// The gate admits only session credentials minted with a verified MFA code.
+    pub gate_require_mfa: bool,
+    /// With MFA, the longest time since the MFA authentication (`aws:MultiFactorAuthAge`).
+    pub gate_max_mfa_age_secs: Option<i64>,
+    /// Time the upstream has to answer (response headers) before the gate answers 504.
+    pub gate_upstream_timeout_secs: u64,
+    /// Path of the gate's forward-auth endpoint when it also forwards to an upstream.
+    pub gate_verify_path: String,
 }
 
 impl Config {
@@ -106,6 +122,13 @@ impl Config {
             mfa_max_backoff_secs: 15 * 60,
             mfa_issuer: "sts-broker".to_owned(),
             change_poll_millis: 500,
+            gate_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            gate_upstream: None,
+            gate_service: "execute-api".to_owned(),
+            gate_require_mfa: false,
+            gate_max_mfa_age_secs: None,
+            gate_upstream_timeout_secs: 30,
+            gate_verify_path: "/.sts-broker/verify".to_owned(),
         }
     }
 
@@ -213,6 +236,26 @@ impl Config {
         if self.max_body_bytes == 0 || self.max_header_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be positive and max_header_bytes at least 1024".into(),
+            ));
+        }
+        if self.gate_max_mfa_age_secs.is_some_and(|s| s <= 0) {
+            return Err(ConfigError::Invalid(
+                "gate_max_mfa_age_secs must be positive".into(),
+            ));
+        }
+        if self.gate_upstream_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "gate_upstream_timeout_secs must be positive".into(),
+            ));
+        }
+        if !self.gate_verify_path.starts_with('/') {
+            return Err(ConfigError::Invalid(
+                "gate_verify_path must start with /".into(),
+            ));
+        }
+        if self.gate_service.is_empty() {
+            return Err(ConfigError::Invalid(
+                "gate_service must not be empty".into(),
             ));
         }
         Ok(())
@@ -645,6 +688,28 @@ mod tests {
         .unwrap();
         assert_eq!(c.max_skew_secs, 15 * 60);
         assert_eq!(c.mfa_window, 1);
+    }
+
+    #[test]
+    fn gate_keys_from_file_and_environment() {
+        let c = load(
+            "gate_upstream = \"http://127.0.0.1:9000\"\ngate_require_mfa = true",
+            &[
+                ("STS_BROKER_GATE_MAX_MFA_AGE_SECS", "300"),
+                ("STS_BROKER_GATE_SERVICE", "orders"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.gate_upstream.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(c.gate_require_mfa);
+        assert_eq!(c.gate_max_mfa_age_secs, Some(300));
+        assert_eq!(c.gate_service, "orders");
+        assert_eq!(c.gate_verify_path, "/.sts-broker/verify");
+        let e = refusal("", &[("STS_BROKER_GATE_MAX_MFA_AGE_SECS", "0")]);
+        assert_eq!(
+            e,
+            "invalid configuration: gate_max_mfa_age_secs must be positive"
+        );
     }
 
     #[test]

@@ -7,13 +7,17 @@
 //!   configured address) or [`Broker::serve`] (on your listener, until your shutdown signal);
 //! - only the check, for a service of your own behind the broker: a [`Verifier`] over the
 //!   broker's data dir ([`Verifier::follow_data_dir`]) verifies SigV4 requests signed with the
-//!   broker's credentials, MFA context included, and writes nothing.
+//!   broker's credentials, MFA context included, and writes nothing; [`MfaLayer`] puts that
+//!   check in front of an axum or hyper service in one line;
+//! - the gate: [`Gate`] is `sts-broker gate`, a reverse proxy and forward-auth endpoint that
+//!   admits only what the verifier admits, served on your listener.
 
 mod admin;
 mod api;
 mod audit;
 mod clock;
 mod config;
+mod gate;
 mod ids;
 mod mfa;
 mod model;
@@ -35,6 +39,7 @@ pub use admin::{Admin, AdminError};
 pub use audit::AuditTarget;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{Config, ConfigError};
+pub use gate::{Gate, GateBuilder, GateError, MfaLayer, MfaService, VerifiedBody};
 pub use mfa::guard::{AttemptKey, AttemptLimiter, GuardError, GuardFuture, Locked, ReplayGuard};
 pub use mfa::replay::InMemoryReplayGuard;
 pub use mfa::totp::TotpStep;

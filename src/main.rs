@@ -1,4 +1,4 @@
-//! The `sts-broker` command: `serve` (the default) and `admin …`.
+//! The `sts-broker` command: `serve` (the default), `gate` and `admin …`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use sts_broker::Admin;
-use sts_broker::{Broker, Config, SystemClock};
+use sts_broker::{Broker, Config, Gate, SystemClock};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +28,46 @@ enum Command {
     Serve(ServeArgs),
     /// Operator commands on the data dir (take effect on a running broker).
     Admin(AdminArgs),
+    /// Protect an HTTP API: admit only requests signed with the broker's credentials (and
+    /// MFA, with --require-mfa), forward them to --upstream, and answer forward-auth requests.
+    Gate(GateArgs),
+}
+
+#[derive(Args)]
+struct GateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address to listen on (default 127.0.0.1:8081).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Where admitted requests go: http://host:port[/prefix]. Without it, the gate only
+    /// answers forward-auth requests, on every path.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// The service name requests must be signed for (default execute-api).
+    #[arg(long)]
+    service: Option<String>,
+    /// Admit only session credentials minted with a verified MFA code.
+    #[arg(long)]
+    require_mfa: bool,
+    /// With MFA, the longest time since the MFA authentication, in seconds.
+    #[arg(long, value_name = "SECS")]
+    max_mfa_age: Option<i64>,
+    /// Time the upstream has to start answering before the gate answers 504 (default 30).
+    #[arg(long, value_name = "SECS")]
+    upstream_timeout: Option<u64>,
+    /// Path of the forward-auth endpoint beside --upstream (default /.sts-broker/verify).
+    #[arg(long)]
+    verify_path: Option<String>,
+    /// Allow plain HTTP on a non-loopback address.
+    #[arg(long)]
+    insecure_http: bool,
+    /// PEM certificate chain for HTTPS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -151,6 +191,7 @@ fn main() -> ExitCode {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Admin(args)) => admin(args),
+        Some(Command::Gate(args)) => gate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -199,6 +240,72 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         wait_for_signal().await;
         println!("sts-broker shutting down");
         running.shutdown().await;
+        Ok(())
+    })
+}
+
+fn gate(args: GateArgs) -> Result<(), String> {
+    let mut cfg = load_config(&args.common)?;
+    if let Some(l) = &args.listen {
+        cfg.gate_listen = l
+            .parse()
+            .map_err(|_| format!("--listen: not an address: {l}"))?;
+    }
+    if args.upstream.is_some() {
+        cfg.gate_upstream = args.upstream;
+    }
+    if let Some(service) = args.service {
+        cfg.gate_service = service;
+    }
+    cfg.gate_require_mfa |= args.require_mfa;
+    if args.max_mfa_age.is_some() {
+        cfg.gate_max_mfa_age_secs = args.max_mfa_age;
+    }
+    if let Some(secs) = args.upstream_timeout {
+        cfg.gate_upstream_timeout_secs = secs;
+    }
+    if let Some(path) = args.verify_path {
+        cfg.gate_verify_path = path;
+    }
+    cfg.insecure_http |= args.insecure_http;
+    if args.tls_cert.is_some() {
+        cfg.tls_cert = args.tls_cert;
+        cfg.tls_key = args.tls_key;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let upstream = cfg.gate_upstream.clone();
+        let verify_path = cfg.gate_verify_path.clone();
+        let tls = cfg.tls_cert.is_some();
+        let gate = Gate::builder(cfg).open().map_err(|e| e.to_string())?;
+        let listener = gate.bind().await.map_err(|e| e.to_string())?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        let policy = gate.policy();
+        let mfa = match (policy.require_mfa, policy.max_mfa_age_secs) {
+            (true, Some(age)) => format!("MFA required, at most {age} s old"),
+            (true, None) => "MFA required".to_owned(),
+            (false, Some(age)) => format!("MFA at most {age} s old when present"),
+            (false, None) => "MFA not required".to_owned(),
+        };
+        let scheme = if tls { "https" } else { "http" };
+        let doors = match &upstream {
+            Some(up) => format!("upstream {up}, forward-auth on {verify_path}"),
+            None => "forward-auth on every path".to_owned(),
+        };
+        println!(
+            "sts-broker gate listening on {scheme}://{addr} (service {}, {mfa}, {doors}, account {})",
+            policy.service,
+            gate.verifier().account_id()
+        );
+        gate.serve(listener, wait_for_signal())
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("sts-broker gate shutting down");
         Ok(())
     })
 }

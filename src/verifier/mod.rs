@@ -26,6 +26,43 @@ use crate::sigv4::{self, HttpRequest, ScopePolicy, SigV4Error, SignedRequest};
 use crate::store::{Index, ReadOnlyStore, StoreError};
 use crate::time::UnixTime;
 
+/// The answer AWS gives to each refusal, for front doors other than the STS/IAM API (a gateway,
+/// a forward-auth endpoint, a service's own middleware). The codes and statuses are STS's
+/// common errors (`docs/sts-wire-contract.md#error-table`); the STS/IAM API words the messages
+/// in `protocol`, the other front doors use the [`Display`](std::fmt::Display) text.
+impl AuthError {
+    /// The AWS error code: `MissingAuthenticationToken`, `IncompleteSignature`,
+    /// `SignatureDoesNotMatch`, `InvalidClientTokenId`, `ExpiredToken` or `AccessDenied`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unsigned => "MissingAuthenticationToken",
+            Self::Signature(e) => e.kind().code(),
+            Self::UnknownAccessKey
+            | Self::UnexpectedSessionToken
+            | Self::InvalidSessionToken
+            | Self::SessionParentGone => "InvalidClientTokenId",
+            Self::ExpiredSessionToken => "ExpiredToken",
+            Self::MfaRequired | Self::MfaTooOld { .. } => "AccessDenied",
+        }
+    }
+
+    /// The HTTP status: 400 for malformed authentication data (`IncompleteSignature`), 403 for
+    /// everything else.
+    pub fn http_status(&self) -> http::StatusCode {
+        match self {
+            Self::Signature(e) => http::StatusCode::from_u16(e.kind().http_status())
+                .unwrap_or(http::StatusCode::FORBIDDEN),
+            _ => http::StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// Whether the caller proved who it is and only the policy's MFA requirements refused it
+    /// (a forward-auth endpoint answers 403 for these, 401 for the others).
+    pub fn is_policy_refusal(&self) -> bool {
+        matches!(self, Self::MfaRequired | Self::MfaTooOld { .. })
+    }
+}
+
 /// Where the verifier finds long-term credentials and the identities they belong to.
 pub trait CredentialLookup: Send + Sync {
     /// The account every identity belongs to.
@@ -181,6 +218,15 @@ impl<'a> Presented<'a> {
         }
     }
 
+    /// The access key id the credential scope claims, when the request carries a readable one
+    /// (for the record of a refusal; it is not verified).
+    pub fn access_key_id(&self) -> Option<&str> {
+        match &self.signed {
+            Ok(Some(s)) => Some(&s.scope.access_key_id),
+            _ => None,
+        }
+    }
+
     /// The service named by the credential scope, when the request carries a readable one.
     pub fn scope_service(&self) -> Option<&str> {
         match &self.signed {
@@ -202,6 +248,7 @@ impl<'a> Presented<'a> {
 /// use aws_credential_types::Credentials;
 /// use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 /// use aws_sigv4::sign::v4;
+/// use sha2::Digest as _;
 /// use sts_broker::{
 ///     AccessKey, AuthError, CredentialLookup, Owner, Payload, UnixTime, User, Verifier,
 ///     VerifyPolicy,
@@ -273,9 +320,17 @@ impl<'a> Presented<'a> {
 /// assert!(!caller.mfa_present());
 ///
 /// // A long-term key has no MFA context, so a policy that requires MFA refuses it.
-/// let strict = VerifyPolicy { require_mfa: true, ..policy };
-/// let refused = verifier.verify(&parts, Payload::Bytes(&body), &strict, at);
-/// assert_eq!(refused.unwrap_err(), AuthError::MfaRequired);
+/// let strict = VerifyPolicy { require_mfa: true, ..policy.clone() };
+/// let refused = verifier.verify(&parts, Payload::Bytes(&body), &strict, at).unwrap_err();
+/// assert_eq!(refused, AuthError::MfaRequired);
+/// // What an HTTP front door answers: AWS's status and code, and a clear message.
+/// assert_eq!((refused.http_status().as_u16(), refused.code()), (403, "AccessDenied"));
+/// assert_eq!(refused.to_string(), "MFA-backed session credentials are required");
+///
+/// // A streaming service passes the body's declared SHA-256 instead of the body, and checks
+/// // the body against it as it reads it (as `MfaLayer` and `sts-broker gate` do).
+/// let empty: [u8; 32] = sha2::Sha256::digest(b"").into();
+/// assert!(verifier.verify(&parts, Payload::Sha256(empty), &policy, at).is_ok());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]

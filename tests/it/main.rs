@@ -36,6 +36,11 @@ mod mfa_lockout;
 mod mfa_replay;
 mod mfa_virtual_devices;
 
+// The gate: gateway, forward-auth (through nginx), the real binary.
+mod gate_forward_auth;
+mod gate_process;
+mod gate_proxy;
+
 // Operators, records, restarts, other clients and transports.
 mod admin_commands;
 mod audit_log;

@@ -42,3 +42,21 @@ impl TestBroker {
         .await
     }
 }
+
+/// Every line of the gate's audit log, `<data_dir>/gate-audit.log`, once `done` holds for them.
+pub(crate) async fn gate_audit_until(
+    data_dir: &Path,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    eventually(Duration::from_secs(5), || {
+        let lines: Vec<serde_json::Value> =
+            std::fs::read_to_string(data_dir.join("gate-audit.log"))
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        let ok = done(&lines);
+        async move { ok.then_some(lines) }
+    })
+    .await
+}

@@ -408,3 +408,62 @@ impl GatedService {
             .map_err(|e| e.to_string())
     }
 }
+
+/// The gate knobs the tests turn (`gate_*` keys); the rest is the broker's test configuration.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GateSetup {
+    pub upstream: Option<String>,
+    pub require_mfa: bool,
+    pub max_mfa_age_secs: Option<i64>,
+    pub upstream_timeout_secs: Option<u64>,
+    pub max_body_bytes: Option<usize>,
+}
+
+/// `sts-broker gate` in the test process, following a test broker's data dir (every 50 ms)
+/// and judging by the broker's settable clock, on a fresh loopback port.
+pub(crate) struct TestGate {
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<()>,
+}
+
+impl TestGate {
+    pub(crate) async fn start(b: &TestBroker, setup: GateSetup) -> Self {
+        let mut cfg = b.config.clone();
+        cfg.gate_listen = "127.0.0.1:0".parse().unwrap();
+        cfg.gate_upstream = setup.upstream;
+        cfg.gate_require_mfa = setup.require_mfa;
+        cfg.gate_max_mfa_age_secs = setup.max_mfa_age_secs;
+        if let Some(secs) = setup.upstream_timeout_secs {
+            cfg.gate_upstream_timeout_secs = secs;
+        }
+        if let Some(limit) = setup.max_body_bytes {
+            cfg.max_body_bytes = limit;
+        }
+        let gate = sts_broker::Gate::builder(cfg)
+            .clock(Arc::new(b.clock.0.clone()))
+            .open()
+            .unwrap();
+        let listener = gate.bind().await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(async move {
+            gate.serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self { addr, stop, served }
+    }
+
+    /// The `host:port` clients sign and send as `Host`.
+    pub(crate) fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.served.await;
+    }
+}

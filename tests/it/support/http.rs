@@ -61,6 +61,16 @@ pub(crate) async fn raw_http(addr: SocketAddr, request: &[u8]) -> RawResponse {
     parse_response(&buf)
 }
 
+/// Sends raw bytes (which must carry `Connection: close`) and returns the raw response, for
+/// bodies that are not text.
+pub(crate) async fn raw_http_bytes(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.unwrap();
+    buf
+}
+
 /// Sends bytes, tolerating a server that answers (and closes) before it read everything.
 pub(crate) async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawResponse {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -6,7 +6,8 @@
 //! - `http`, `signing`: raw HTTP requests and replies, SigV4 signers, curl.
 //! - `totp`, `mfa`: an independent TOTP oracle, and MFA devices with the calls that take codes.
 //! - `assert`, `texts`: the assertion for refused calls, and the error texts it compares.
-//! - `audit`, `wait`, `process`: the audit log, polling, and the real binary.
+//! - `audit`, `wait`, `process`: the audit logs, polling, and the real binary.
+//! - `upstream`, `nginx`: the services a gate or nginx forwards to, and nginx itself.
 
 pub(crate) mod assert;
 pub(crate) mod audit;
@@ -15,10 +16,12 @@ pub(crate) mod clients;
 pub(crate) mod http;
 pub(crate) mod iam;
 pub(crate) mod mfa;
+pub(crate) mod nginx;
 pub(crate) mod process;
 pub(crate) mod signing;
 pub(crate) mod texts;
 pub(crate) mod totp;
+pub(crate) mod upstream;
 pub(crate) mod wait;
 
 pub(crate) use assert::assert_sdk_failure;

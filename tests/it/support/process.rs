@@ -76,3 +76,65 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// `sts-broker gate --listen 127.0.0.1:0 --data-dir DATA_DIR ARGS…`, once it reports its
+/// address; killed when dropped.
+pub(crate) struct GateProcess {
+    child: Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl GateProcess {
+    /// Starts the gate (its stderr in `<data_dir>.gate.log`) and reads its address from the
+    /// line it prints when listening.
+    pub(crate) async fn start(data_dir: &Path, args: &[&str]) -> Self {
+        let log = std::fs::File::create(data_dir.with_extension("gate.log")).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["gate", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let line = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead as _;
+            std::io::BufReader::new(stdout).lines().next()
+        })
+        .await
+        .unwrap();
+        let line = match line {
+            Some(Ok(line)) => line,
+            other => panic!(
+                "the gate printed no address ({other:?}); its log: {}",
+                std::fs::read_to_string(data_dir.with_extension("gate.log")).unwrap_or_default()
+            ),
+        };
+        let addr = line
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .parse()
+            .unwrap();
+        Self { child, addr }
+    }
+
+    /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
+    pub(crate) fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+}
+
+impl Drop for GateProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -411,3 +411,31 @@ pub(crate) const FIDO_NOT_THROUGH_API: &str = "FIDO security keys cannot be enab
 /// MFA is managed outside the API (https://docs.aws.amazon.com/IAM/latest/UserGuide/enable-virt-mfa-for-root.html);
 /// the broker's path is the operator's (README.md, openapi/openapi.yaml).
 pub(crate) const ROOT_MFA_OPERATOR_ONLY: &str = "The account root user's MFA devices can be enabled or deactivated only outside the AWS API: use `sts-broker admin mfa enable-root` or `sts-broker admin mfa deactivate`.";
+
+// ---------------------------------------------------------------------------------------------
+// The gate's own texts (the broker's wording: docs/gate.md#errors). Codes and statuses are
+// STS's common errors; these messages say which check failed.
+
+/// `MissingAuthenticationToken` (403) from the gate.
+pub(crate) const GATE_UNSIGNED: &str = "the request is not signed";
+/// `InvalidClientTokenId` (403): an unknown or inactive long-term key.
+pub(crate) const GATE_UNKNOWN_KEY: &str = "the access key is unknown or inactive";
+/// `InvalidClientTokenId` (403): a session whose key or user is gone.
+pub(crate) const GATE_SESSION_PARENT_GONE: &str =
+    "the credentials that obtained this session are no longer valid";
+/// `ExpiredToken` (403).
+pub(crate) const GATE_EXPIRED: &str = "the session credentials have expired";
+/// `AccessDenied` (403) under `--require-mfa`.
+pub(crate) const GATE_MFA_REQUIRED: &str = "MFA-backed session credentials are required";
+/// `BadGateway` (502).
+pub(crate) const GATE_UPSTREAM_UNREACHABLE: &str = "The upstream service could not be reached.";
+
+/// `AccessDenied` (403): an MFA authentication older than `--max-mfa-age`.
+pub(crate) fn gate_mfa_too_old(age: i64, max: i64) -> String {
+    format!("the MFA authentication is {age} seconds old; at most {max} are allowed")
+}
+
+/// `GatewayTimeout` (504).
+pub(crate) fn gate_upstream_timeout(secs: u64) -> String {
+    format!("The upstream service did not answer within {secs} seconds.")
+}
