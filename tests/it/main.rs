@@ -36,9 +36,10 @@ mod mfa_lockout;
 mod mfa_replay;
 mod mfa_virtual_devices;
 
-// Operators, records, restarts, other clients and transports.
+// Operators, records, restarts, the data dir, other clients and transports.
 mod admin_commands;
 mod audit_log;
+mod data_dir_checks;
 mod durability;
 mod embedding;
 mod real_clients;
