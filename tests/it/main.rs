@@ -36,11 +36,12 @@ mod mfa_lockout;
 mod mfa_replay;
 mod mfa_virtual_devices;
 
-// Operators, records, restarts, the data dir, other clients and transports.
+// Operators, records, restarts, the data dir, other clients, transports, hostile connections.
 mod admin_commands;
 mod audit_log;
 mod data_dir_checks;
 mod durability;
 mod embedding;
+mod hostile_connections;
 mod real_clients;
 mod tls_http2;
