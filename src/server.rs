@@ -30,7 +30,7 @@ use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -40,6 +40,11 @@ use crate::config::Config;
 
 /// How long connections may take to finish after shutdown starts.
 const DRAIN_SECS: u64 = 10;
+/// Connections the kernel queues while every slot is taken (it caps this at
+/// `net.core.somaxconn`). Queued, a client is served in its turn once a slot frees; past the
+/// queue its SYNs are dropped and it retries after a second or more. `TcpListener::bind`'s 128
+/// would be full after a few dozen silent connections.
+const LISTEN_BACKLOG: u32 = 1024;
 /// Streams a client may have open at once on one HTTP/2 connection.
 const MAX_CONCURRENT_STREAMS: u32 = 128;
 /// Interval of the HTTP/2 PINGs that detect a dead peer while a request is in progress.
@@ -203,11 +208,21 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Binds `addr`.
+/// Binds `addr` with a listen backlog of [`LISTEN_BACKLOG`].
 pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: a restarted broker can bind again at once.
+        #[cfg(not(windows))]
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|source| ServeError::Bind { addr, source })
 }
 
 /// What every connection of one listener shares.
