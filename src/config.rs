@@ -48,6 +48,15 @@ pub struct Config {
     pub header_read_timeout_secs: u64,
     /// Time a whole request may take, body included.
     pub request_timeout_secs: u64,
+    /// Time from accepting a connection to its first request's headers, the TLS handshake and
+    /// the protocol sniff included; a connection that has not sent one by then is closed.
+    pub first_request_timeout_secs: u64,
+    /// Time a connection may wait for its next request (HTTP/1.1 keep-alive, or HTTP/2 with
+    /// no stream open) before it is closed (HTTP/2: sent a GOAWAY).
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; further ones wait in the listen backlog. When unset, derived
+    /// from the open-file limit (see README.md).
+    pub max_connections: Option<usize>,
     /// Allowed clock skew of signed requests. Not a key: it stays at AWS's 15 minutes.
     #[serde(skip)]
     pub max_skew_secs: i64,
@@ -111,6 +120,9 @@ impl Config {
             max_header_bytes: 16 * 1024,
             header_read_timeout_secs: 5,
             request_timeout_secs: 10,
+            first_request_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: None,
             max_skew_secs: 15 * 60,
             mfa_window: 1,
             mfa_resync_window: 20,
@@ -231,6 +243,16 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Invalid(
                 "tls_cert and tls_key must be given together".into(),
+            ));
+        }
+        if self.first_request_timeout_secs == 0 || self.idle_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "first_request_timeout_secs and idle_timeout_secs must be positive".into(),
+            ));
+        }
+        if self.max_connections == Some(0) {
+            return Err(ConfigError::Invalid(
+                "max_connections must be positive".into(),
             ));
         }
         if self.max_body_bytes == 0 || self.max_header_bytes < 1024 {
@@ -552,6 +574,33 @@ mod tests {
             e.contains("tls_cert and tls_key must be given together"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn connection_limits() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.first_request_timeout_secs, 10);
+        assert_eq!(c.idle_timeout_secs, 60);
+        assert_eq!(c.max_connections, None);
+        let c = load(
+            "max_connections = 500\nidle_timeout_secs = 5",
+            &[("STS_BROKER_FIRST_REQUEST_TIMEOUT_SECS", "2")],
+        )
+        .unwrap();
+        assert_eq!(c.max_connections, Some(500));
+        assert_eq!(c.idle_timeout_secs, 5);
+        assert_eq!(c.first_request_timeout_secs, 2);
+        let c = load("", &[("STS_BROKER_MAX_CONNECTIONS", "64")]).unwrap();
+        assert_eq!(c.max_connections, Some(64));
+        let e = refusal("max_connections = 0", &[]);
+        assert_eq!(e, "invalid configuration: max_connections must be positive");
+        let e = refusal("", &[("STS_BROKER_IDLE_TIMEOUT_SECS", "0")]);
+        assert_eq!(
+            e,
+            "invalid configuration: first_request_timeout_secs and idle_timeout_secs must be positive"
+        );
+        assert!(load("first_request_timeout_secs = 0", &[]).is_err());
+        assert!(load("max_connections = -1", &[]).is_err());
     }
 
     #[test]

@@ -214,6 +214,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         cfg.tls_cert = args.tls_cert;
         cfg.tls_key = args.tls_key;
     }
+    // Before anything opens a file, and before the server derives its connection cap from it.
+    raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -309,6 +311,35 @@ fn gate(args: GateArgs) -> Result<(), String> {
         Ok(())
     })
 }
+
+/// Raises the soft open-file limit to the hard one. Each connection holds a descriptor, and the
+/// usual soft default (1,024) is what a flood of idle connections exhausts first; the hard
+/// limit is the most an unprivileged process may use. `rustix` makes the two system calls
+/// without `unsafe` code in this crate (which forbids it).
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // An unlimited hard limit (never the case on Linux) is left alone: some systems (macOS)
+    // refuse it as a soft limit.
+    let (Some(soft), Some(hard)) = (limit.current, limit.maximum) else {
+        return;
+    };
+    if soft >= hard {
+        return;
+    }
+    let raised = Rlimit {
+        current: Some(hard),
+        maximum: Some(hard),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+        Err(e) => tracing::warn!(limit = soft, error = %e, "cannot raise the open-file limit"),
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}
 
 async fn wait_for_signal() {
     #[cfg(unix)]

@@ -71,6 +71,7 @@ pub(super) fn read_write(data_dir: &Path, now: UnixTime) -> Result<Opened, Store
     let db_path = data_dir.join(DB_FILE);
     let fresh = !db_path.exists();
     let sealer = Sealer::load(data_dir, fresh)?;
+    private_db_files(&db_path)?;
     let mut conn = Connection::open(&db_path)?;
     schema::configure(&conn)?;
     schema::migrate(&conn)?;
@@ -86,6 +87,7 @@ pub(super) fn read_write(data_dir: &Path, now: UnixTime) -> Result<Opened, Store
 
 /// Opens an existing data dir read-only: no directory, key, database or row is created.
 pub(super) fn read_only(data_dir: &Path) -> Result<Opened, StoreError> {
+    check_data_dir(data_dir)?;
     let db_path = data_dir.join(DB_FILE);
     if !db_path.exists() {
         return Err(StoreError::DataDir(format!(
@@ -154,6 +156,7 @@ fn account_meta(
     })
 }
 
+/// Creates `dir` (mode 0700) if it does not exist, then checks it as [`check_data_dir`] does.
 pub(super) fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -164,7 +167,75 @@ pub(super) fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     }
     builder
         .create(dir)
-        .map_err(|e| StoreError::DataDir(format!("{}: {e}", dir.display())))
+        .map_err(|e| StoreError::DataDir(format!("{}: {e}", dir.display())))?;
+    check_data_dir(dir)
+}
+
+/// Refuses a data dir that another local user could write to: they could plant a master key
+/// of their own (then read every secret sealed with it) or replace the database. It may be
+/// readable by others: its files are not.
+fn check_data_dir(dir: &Path) -> Result<(), StoreError> {
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| StoreError::DataDir(format!("{}: {e}", dir.display())))?;
+    let dir = dir.display();
+    match seal::check_private(&meta, 0o022) {
+        Ok(()) => Ok(()),
+        Err(seal::Exposed::Owner { owner, me }) => Err(StoreError::DataDir(format!(
+            "{dir} is owned by uid {owner}, not by uid {me} that runs the broker (nor root), so \
+             that user could replace the master key or the database; if its contents are yours, \
+             run `chown -R {me} {dir}`, else use another data dir"
+        ))),
+        Err(seal::Exposed::Mode(mode)) => Err(StoreError::DataDir(format!(
+            "{dir} is writable by group or others (mode {mode:04o}), so another user could \
+             replace the master key or the database; run `chmod go-w {dir}`"
+        ))),
+    }
+}
+
+/// Makes the database and its `-wal` and `-shm` files readable by their owner only. SQLite
+/// creates a database with mode 0644 and gives its `-wal` and `-shm` files the database's mode
+/// (`findCreateFileMode` in SQLite's `os_unix.c`), so the database is created 0600 before
+/// SQLite opens it; files an earlier version left 0644 are tightened.
+fn private_db_files(db_path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let failed = |path: &Path, e: std::io::Error| {
+            StoreError::DataDir(format!("{}: {e}", path.display()))
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(db_path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(failed(db_path, e)),
+        }
+        let mut wal = db_path.as_os_str().to_owned();
+        wal.push("-wal");
+        let mut shm = db_path.as_os_str().to_owned();
+        shm.push("-shm");
+        for path in [db_path.to_owned(), PathBuf::from(wal), PathBuf::from(shm)] {
+            let mode = match std::fs::metadata(&path) {
+                Ok(meta) => meta.permissions().mode() & 0o777,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(failed(&path, e)),
+            };
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| failed(&path, e))?;
+                tracing::info!(
+                    file = %path.display(),
+                    "tightened mode {mode:04o} to 0600: the database is for the broker's user only"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db_path;
+    Ok(())
 }
 
 /// First start: account id, seal check, root key, server key, and the credentials file, all in

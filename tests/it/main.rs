@@ -41,10 +41,12 @@ mod gate_forward_auth;
 mod gate_process;
 mod gate_proxy;
 
-// Operators, records, restarts, other clients and transports.
+// Operators, records, restarts, the data dir, other clients, transports, hostile connections.
 mod admin_commands;
 mod audit_log;
+mod data_dir_checks;
 mod durability;
 mod embedding;
+mod hostile_connections;
 mod real_clients;
 mod tls_http2;

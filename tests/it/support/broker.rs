@@ -29,6 +29,12 @@ pub(crate) fn fresh_dir(tag: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // Whatever the umask: a data dir others can write is refused (README.md, the data dir).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     dir
 }
 
@@ -61,6 +67,9 @@ pub(crate) struct Setup {
     max_virtual_mfa_devices: Option<u32>,
     extra_regions: Vec<String>,
     header_read_timeout_secs: Option<u64>,
+    first_request_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
     tls: Option<(PathBuf, PathBuf)>,
 }
 
@@ -95,6 +104,24 @@ impl Setup {
         self
     }
 
+    /// Seconds from accepting a connection to its first request (`first_request_timeout_secs`).
+    pub(crate) fn first_request_timeout_secs(mut self, secs: u64) -> Self {
+        self.first_request_timeout_secs = Some(secs);
+        self
+    }
+
+    /// Seconds a connection may wait between requests (`idle_timeout_secs`).
+    pub(crate) fn idle_timeout_secs(mut self, secs: u64) -> Self {
+        self.idle_timeout_secs = Some(secs);
+        self
+    }
+
+    /// Connections served at once (`max_connections`).
+    pub(crate) fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+
     /// Serve HTTPS with this PEM certificate and key (`tls_cert`, `tls_key`).
     pub(crate) fn tls(mut self, cert: &Path, key: &Path) -> Self {
         self.tls = Some((cert.to_owned(), key.to_owned()));
@@ -114,6 +141,15 @@ impl Setup {
         cfg.regions.extend(self.extra_regions.iter().cloned());
         if let Some(secs) = self.header_read_timeout_secs {
             cfg.header_read_timeout_secs = secs;
+        }
+        if let Some(secs) = self.first_request_timeout_secs {
+            cfg.first_request_timeout_secs = secs;
+        }
+        if let Some(secs) = self.idle_timeout_secs {
+            cfg.idle_timeout_secs = secs;
+        }
+        if let Some(n) = self.max_connections {
+            cfg.max_connections = Some(n);
         }
         if let Some((cert, key)) = &self.tls {
             cfg.tls_cert = Some(cert.clone());

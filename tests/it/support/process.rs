@@ -1,6 +1,6 @@
 //! The real `sts-broker` binary, as an operator runs it: `admin` commands and `serve`.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -19,47 +19,105 @@ pub(crate) fn run_admin(args: &[&str], data_dir: &Path) -> Output {
         .unwrap()
 }
 
+/// How `sts-broker serve` is launched beyond the defaults: extra environment variables, and
+/// the open-file limits the process starts with (set by `sh`'s `ulimit` just before `exec`, so
+/// only the broker's process is affected, never the test's).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Launch {
+    env: Vec<(String, String)>,
+    ulimit: Option<String>,
+}
+
+impl Launch {
+    /// Sets `name=value` in the broker's environment.
+    pub(crate) fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Soft and hard open-file limits both `n` (`ulimit -n n`).
+    pub(crate) fn open_files(mut self, n: u64) -> Self {
+        self.ulimit = Some(format!("-n {n}"));
+        self
+    }
+
+    /// Only the soft open-file limit lowered to `n`; the hard limit stays the test's.
+    pub(crate) fn soft_open_files(mut self, n: u64) -> Self {
+        self.ulimit = Some(format!("-S -n {n}"));
+        self
+    }
+}
+
 /// `sts-broker serve` on a free loopback port; killed with SIGKILL when dropped.
 pub(crate) struct ServerProcess {
     child: Child,
     pub url: String,
+    pub addr: SocketAddr,
 }
 
 impl ServerProcess {
     /// Starts the binary on `data_dir` (its stderr in `<data_dir>.<tag>.log`) and waits until it
     /// accepts connections.
     pub(crate) async fn start(data_dir: &Path, tag: &str) -> Self {
+        match Self::launch(data_dir, tag, &Launch::default()).await {
+            Ok(server) => server,
+            Err(stderr) => panic!("the broker exited during start-up: {stderr}"),
+        }
+    }
+
+    /// Starts the binary as `launch` says and waits until it accepts connections, or exits:
+    /// then its stderr is the error.
+    pub(crate) async fn launch(
+        data_dir: &Path,
+        tag: &str,
+        launch: &Launch,
+    ) -> Result<Self, String> {
         let port = {
             let probe = TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().port()
         };
-        let log = std::fs::File::create(data_dir.with_extension(format!("{tag}.log"))).unwrap();
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
+        let log_path = data_dir.with_extension(format!("{tag}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        let mut command = match &launch.ulimit {
+            // `$0` is the binary and `$@` its arguments, so nothing is re-quoted.
+            Some(ulimit) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
+                    .arg(BIN);
+                sh
+            }
+            None => Command::new(BIN),
+        };
+        command
+            .args(["serve", "--listen", &listen, "--data-dir"])
             .arg(data_dir)
+            .envs(launch.env.iter().map(|(n, v)| (n, v)))
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .stderr(log);
+        let child = command.spawn().unwrap();
+        let addr: SocketAddr = listen.parse().unwrap();
         let mut server = Self {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{listen}"),
+            addr,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                server.child.try_wait().unwrap().is_none(),
-                "the broker exited during start-up"
-            );
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(format!("{status}: {stderr}"));
+            }
             assert!(Instant::now() < deadline, "the broker did not start");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        server
+        Ok(server)
+    }
+
+    /// The broker's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `kill -9` (std's `Child::kill` sends SIGKILL) and reap.
