@@ -269,7 +269,7 @@ impl Admin {
     /// Creates `users` IAM users named `{prefix}-{n}` (n zero-padded), each with an access key
     /// and an enabled virtual MFA device, through the same store operations as CreateUser,
     /// CreateAccessKey, CreateVirtualMFADevice and EnableMFADevice (the last with two
-    /// consecutive codes of the new seed), [`BENCH_PROVISION_CHUNK`] users per transaction.
+    /// consecutive codes of the new seed), a few thousand users per transaction.
     /// Each committed chunk is appended to `out` (created with mode 0600; it must not exist):
     /// [`BENCH_CREDENTIALS_HEADER`], then one row per user, `last_step` being the TOTP step the
     /// enabling consumed. `progress` is told the running count after each chunk.
