@@ -34,7 +34,7 @@ mkdir -p "$DIR"
 
 port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 URL="http://127.0.0.1:$port"
-valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$DIR/callgrind.out.%p" \
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$DIR/callgrind.out.%p" \
     "$BROKER" serve --listen "127.0.0.1:$port" --data-dir "$DIR/data" >"$DIR/broker.log" 2>&1 &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null' EXIT
