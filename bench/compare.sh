@@ -122,7 +122,7 @@ fi
 # Provisioning: through `sts-broker admin bench-provision` (store::ops, in large batches).
 DATA="$DIR/data-$USERS"
 CREDS="$DIR/creds-$USERS.csv"
-PROVISION_S=null
+PROVISION_S=None
 if [[ ${BENCH_FRESH:-0} == 1 || ! -s $CREDS || ! -d $DATA ]]; then
     rm -rf "$DATA" "$CREDS" "$CREDS.spent"
     log "provisioning $USERS users"

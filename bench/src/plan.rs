@@ -156,14 +156,15 @@ pub(crate) fn build(opts: &Options<'_>, spent: &mut Spent) -> Result<Built, Stri
 }
 
 /// GetSessionToken with MFA against a checking broker: each request carries a code of a step
-/// later than anything sent before for its device, and valid for the whole window.
+/// later than anything sent before for its device, valid when planned (a request whose code
+/// has left the broker's window by its turn is skipped, not sent).
 ///
 /// A device's code is valid while its step is within `mfa_window` steps of now, so at any
 /// moment a device offers up to `2w + 1` unused codes (3 with the default window), and one more
-/// every 30 s; the plan takes those valid at planning time. The plan takes steps in passes (every device's first usable step, then every
-/// device's next one…), and gives all requests of a device to one connection, in step order,
-/// so that they reach the broker in order and never overlap: the replay guard sees every code
-/// once, and every code is one it accepts.
+/// every 30 s; the plan takes those valid at planning time, in passes (every device's first
+/// usable step, then every device's next one…), and gives all requests of a device to one
+/// connection, in step order, so that they reach the broker in order and never overlap: the
+/// replay guard sees every code once, and every code is one it accepts.
 fn build_single_use(opts: &Options<'_>, spent: &mut Spent) -> Result<Built, String> {
     let c = opts.concurrency.max(1);
     let w = opts.mfa_window;
@@ -174,17 +175,25 @@ fn build_single_use(opts: &Options<'_>, spent: &mut Spent) -> Result<Built, Stri
     let mut waited = 0;
     let order = loop {
         let now_step = totp::step_at(unix_now() as i64);
-        let mut order: Vec<(usize, i64)> = Vec::with_capacity(most);
-        'passes: for step in now_step - w..=now_step + w {
+        // When not every usable code fits, keep the latest steps, which stay valid longest:
+        // collect passes from the newest step down, then send them oldest first.
+        let mut passes: Vec<Vec<(usize, i64)>> = Vec::new();
+        let mut taken = 0;
+        'passes: for step in (now_step - w..=now_step + w).rev() {
+            let mut pass = Vec::new();
             for u in 0..n {
                 if step > spent.get(u) {
-                    if order.len() >= most {
+                    if taken >= most {
+                        passes.push(pass);
                         break 'passes;
                     }
-                    order.push((u, step));
+                    pass.push((u, step));
+                    taken += 1;
                 }
             }
+            passes.push(pass);
         }
+        let order: Vec<(usize, i64)> = passes.into_iter().rev().flatten().collect();
         // Each device offers one more code per step: too few now means waiting for the next.
         if order.len() >= opts.min_requests.min(most) || waited >= 2 {
             break order;
