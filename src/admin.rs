@@ -297,3 +297,229 @@ impl Admin {
         self.store.close();
     }
 }
+
+/// Users written per transaction by [`Admin::bench_provision`]: large enough that the fsync per
+/// commit is lost in the work, small enough that a failure loses little and memory stays flat.
+const BENCH_PROVISION_CHUNK: usize = 2_000;
+
+/// The header of the file [`Admin::bench_provision`] writes, one user per following row.
+pub const BENCH_CREDENTIALS_HEADER: &str =
+    "user,access_key_id,secret_access_key,mfa_serial,mfa_seed_base32,last_step";
+
+/// One provisioned user, as written to the credentials file.
+struct BenchUser {
+    name: String,
+    access_key_id: String,
+    secret: zeroize::Zeroizing<String>,
+    serial: String,
+    seed: zeroize::Zeroizing<Vec<u8>>,
+    last_step: i64,
+}
+
+// The bulk path of the benchmark (BENCHMARKS.md): a separate block so that it stays apart from
+// the operator commands above.
+impl Admin {
+    /// Creates `users` IAM users named `{prefix}-{n}` (n zero-padded), each with an access key
+    /// and an enabled virtual MFA device, through the same store operations as CreateUser,
+    /// CreateAccessKey, CreateVirtualMFADevice and EnableMFADevice (the last with two
+    /// consecutive codes of the new seed), a few thousand users per transaction.
+    /// Each committed chunk is appended to `out` (created with mode 0600; it must not exist):
+    /// [`BENCH_CREDENTIALS_HEADER`], then one row per user, `last_step` being the TOTP step the
+    /// enabling consumed. `progress` is told the running count after each chunk.
+    pub fn bench_provision(
+        &self,
+        users: usize,
+        prefix: &str,
+        out: &Path,
+        mut progress: impl FnMut(usize),
+    ) -> Result<usize, AdminError> {
+        use std::io::Write as _;
+
+        let width = users.saturating_sub(1).max(1).to_string().len();
+        if prefix.is_empty() || prefix.len() + 1 + width > 64 || !prefix.chars().all(is_name_char) {
+            return Err(AdminError::Input(format!(
+                "the prefix must be characters of [\\w+=,.@-] leaving room for -{} in 64",
+                "0".repeat(width)
+            )));
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let file = options
+            .open(out)
+            .map_err(|e| AdminError::Input(format!("{}: {e}", out.display())))?;
+        let mut file = std::io::BufWriter::new(file);
+        let io = |e: std::io::Error| AdminError::Input(format!("{}: {e}", out.display()));
+        writeln!(file, "{BENCH_CREDENTIALS_HEADER}").map_err(io)?;
+        let max_devices = self.config.max_mfa_devices_per_user;
+        let window = self.config.mfa_resync_window;
+        let mut done = 0;
+        while done < users {
+            let names: Vec<String> = (done..users.min(done + BENCH_PROVISION_CHUNK))
+                .map(|n| format!("{prefix}-{n:0width$}"))
+                .collect();
+            let created = self
+                .store
+                .write_blocking(move |w| {
+                    names
+                        .into_iter()
+                        .map(|name| provision_one(w, name, max_devices, window))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .inspect_err(|_| self.audit("BenchProvision", None, None, false))?;
+            for u in &created {
+                self.audit(
+                    "CreateVirtualMFADevice",
+                    Some(&u.serial),
+                    Some(&u.name),
+                    true,
+                );
+                self.audit("EnableMFADevice", Some(&u.serial), Some(&u.name), true);
+                writeln!(
+                    file,
+                    "{},{},{},{},{},{}",
+                    u.name,
+                    u.access_key_id,
+                    u.secret.as_str(),
+                    u.serial,
+                    zeroize::Zeroizing::new(base32::encode(&u.seed)).as_str(),
+                    u.last_step
+                )
+                .map_err(io)?;
+            }
+            done += created.len();
+            progress(done);
+        }
+        file.flush().map_err(io)?;
+        file.get_ref().sync_all().map_err(io)?;
+        Ok(done)
+    }
+}
+
+/// One user with a key and an enabled virtual device, inside the writer's transaction.
+fn provision_one(
+    w: &mut crate::store::writer::WriteCtx<'_>,
+    name: String,
+    max_devices: u32,
+    window: u32,
+) -> Result<BenchUser, StoreError> {
+    use crate::mfa::totp::{TotpKey, TotpStep};
+
+    let user = ops::create_user(w, &name, "/")?;
+    let owner = Owner::User(user.id);
+    let key = ops::create_access_key(w, &owner)?;
+    // The operator provisions beyond the API's quotas: a benchmark needs more devices than
+    // `max_virtual_mfa_devices` lets users create.
+    let unlimited = ops::VirtualQuota {
+        per_account: u32::MAX,
+        unassigned_per_user: u32::MAX,
+    };
+    let device = ops::create_virtual_device(w, &name, "/", &owner, unlimited)?;
+    let totp = TotpKey::new(&device.seed).map_err(|e| StoreError::UnusableSeed {
+        serial: device.serial.clone(),
+        reason: e.to_string(),
+    })?;
+    // The codes of the previous and the current step, as an authenticator app shows them.
+    let now = TotpStep::at(w.now);
+    let pair = CodePair {
+        serial: device.serial.clone(),
+        owner,
+        codes: (totp.code(now - 1), totp.code(now)),
+        window,
+    };
+    let rules = ops::EnableRules {
+        max_devices,
+        may_add_to_enabled: true,
+    };
+    let enabled = ops::enable_device(w, &pair, rules)?;
+    let last_step = enabled
+        .totp()
+        .map(|t| t.last_step.get())
+        .ok_or(StoreError::FidoKey)?;
+    Ok(BenchUser {
+        name,
+        access_key_id: key.id,
+        secret: key.secret,
+        serial: device.serial,
+        seed: device.seed,
+        last_step,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditTarget;
+    use crate::clock::ManualClock;
+    use crate::mfa::totp::{TotpKey, TotpStep};
+    use crate::store::ReadOnlyStore;
+
+    #[test]
+    fn bench_provision_writes_usable_credentials_of_enabled_devices() {
+        let dir =
+            std::env::temp_dir().join(format!("sts-admin-bench-{}", crate::ids::request_id()));
+        let mut config = Config::with_data_dir(dir.join("data"));
+        config.audit = AuditTarget::Off;
+        let clock: SharedClock = Arc::new(ManualClock::new(1_700_000_000));
+        let admin = Admin::open(config, clock).unwrap();
+        let out = dir.join("creds.csv");
+        let mut seen = Vec::new();
+        let n = admin
+            .bench_provision(3, "t", &out, |done| seen.push(done))
+            .unwrap();
+        assert_eq!((n, seen), (3, vec![3]));
+        // The file is never overwritten, and the prefix must leave a valid IAM name.
+        assert!(matches!(
+            admin.bench_provision(1, "t", &out, |_| {}),
+            Err(AdminError::Input(_))
+        ));
+        assert!(matches!(
+            admin.bench_provision(1, "bad name", &dir.join("other.csv"), |_| {}),
+            Err(AdminError::Input(_))
+        ));
+        admin.close();
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let text = std::fs::read_to_string(&out).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(BENCH_CREDENTIALS_HEADER));
+        let store = ReadOnlyStore::open(&dir.join("data"), Duration::from_secs(60)).unwrap();
+        let index = store.index();
+        let now = TotpStep::at(crate::time::UnixTime::from_secs(1_700_000_000));
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), 3);
+        for (i, row) in rows.iter().enumerate() {
+            let f: Vec<&str> = row.split(',').collect();
+            assert_eq!(f.len(), 6, "{row}");
+            assert_eq!(f[0], format!("t-{i}"));
+            let user = index.user_by_name(f[0]).unwrap();
+            let key = index.access_key(f[1]).unwrap();
+            assert_eq!(key.owner, Owner::User(user.id.clone()));
+            assert!(key.active);
+            assert_eq!(key.secret.as_str(), f[2]);
+            let device = index.device(f[3]).unwrap();
+            assert_eq!(device.assigned_to, Some(Owner::User(user.id.clone())));
+            let totp = device.totp().unwrap();
+            // Enabled with the codes of the previous and the current step: no drift, the
+            // current step spent, and the file's seed is the device's.
+            assert_eq!((totp.drift, totp.last_step), (0, now));
+            assert_eq!(f[5], now.get().to_string());
+            let seed = base32::decode(f[4]).unwrap();
+            let from_file = TotpKey::new(&seed).unwrap();
+            for step in [now + 1, now + 2] {
+                assert_eq!(from_file.code(step), totp.key.code(step));
+            }
+        }
+        store.close();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -35,7 +35,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use admin::{Admin, AdminError};
+pub use admin::{Admin, AdminError, BENCH_CREDENTIALS_HEADER};
 pub use audit::AuditTarget;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{Config, ConfigError};
