@@ -74,6 +74,18 @@ pub(crate) enum ApiError {
     /// Form encoding that cannot be decoded.
     #[error("The query string contains a syntax error.")]
     MalformedQueryString,
+    /// A parameter given more than once, in the query string, the body or both
+    /// (`docs/sts-wire-contract.md#parameter-decoding`).
+    #[error(
+        "The parameter '{0}' is given more than once; give each parameter once, in the query string or in the form body."
+    )]
+    DuplicateParameter(String),
+    /// A body that would not be read as parameters, sent with an API call
+    /// (`docs/sts-wire-contract.md#parameter-decoding`).
+    #[error(
+        "The request body is not read: only a POST with Content-Type application/x-www-form-urlencoded carries parameters in its body. Send the parameters in the query string or in such a body."
+    )]
+    UnreadBody,
     /// The caller may not do this, or MFA failed; the text says which.
     #[error("{0}")]
     AccessDenied(Cow<'static, str>),
@@ -136,6 +148,8 @@ impl ApiError {
             Self::ValidationError(_) => "ValidationError",
             Self::MalformedInput(_) => "MalformedInput",
             Self::MalformedQueryString => "MalformedQueryString",
+            Self::DuplicateParameter(_) => "InvalidQueryParameter",
+            Self::UnreadBody => "InvalidQueryParameter",
             Self::AccessDenied(_) => "AccessDenied",
             Self::NoSuchEntity(_) => "NoSuchEntity",
             Self::EntityAlreadyExists(_) => "EntityAlreadyExists",
@@ -163,6 +177,8 @@ impl ApiError {
             | Self::InvalidAction { .. }
             | Self::ValidationError(_)
             | Self::MalformedInput(_)
+            | Self::DuplicateParameter(_)
+            | Self::UnreadBody
             | Self::InvalidInput(_) => StatusCode::BAD_REQUEST,
             // AWS's common-errors table gives MalformedQueryString a 404
             // (https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html).

@@ -74,6 +74,17 @@ pub enum SigV4Error {
     #[error("{0}")]
     IncompleteQuery(MissingQueryParams),
 
+    /// A presigned request gives one of its `X-Amz-*` query parameters more than once: the
+    /// canonical query is sorted, so which value "comes first" is not the signer's choice
+    /// (`docs/sts-wire-contract.md#sigv4-authentication-forms`; the broker's wording).
+    #[error(
+        "AWS query-string parameter '{name}' is given more than once. Re-examine the query-string parameters."
+    )]
+    RepeatedQueryParam {
+        /// The parameter.
+        name: &'static str,
+    },
+
     /// The `Authorization` header's algorithm is not `AWS4-HMAC-SHA256`
     /// (dacut/scratchstack-aws-signature, rule 6a of its AWS error-ordering notes).
     #[error("Unsupported AWS 'algorithm': '{algorithm}'.")]
@@ -170,6 +181,7 @@ impl SigV4Error {
             Self::MissingEqualSign { .. }
             | Self::IncompleteAuthorization(_)
             | Self::IncompleteQuery(_)
+            | Self::RepeatedQueryParam { .. }
             | Self::UnsupportedAlgorithm { .. }
             | Self::MalformedCredential { .. }
             | Self::MalformedDate { .. }

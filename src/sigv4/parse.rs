@@ -111,7 +111,26 @@ fn parse_header_form(req: &HttpRequest<'_>, value: &[u8]) -> Result<SignedReques
     })
 }
 
+/// The query parameters of the presigned form, each of which may be given once.
+const PRESIGNED_PARAMS: [&str; 7] = [
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Signature",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-Security-Token",
+];
+
 fn parse_presigned(req: &HttpRequest<'_>) -> Result<Option<SignedRequest>, SigV4Error> {
+    for name in PRESIGNED_PARAMS {
+        let given = percent::raw_pairs(req.query)
+            .filter(|(n, _)| *percent::decode_form(n) == *name.as_bytes())
+            .count();
+        if given > 1 {
+            return Err(SigV4Error::RepeatedQueryParam { name });
+        }
+    }
     let param = |name: &str| {
         percent::query_param(req.query, name)
             .filter(|v| !v.is_empty())

@@ -21,6 +21,7 @@ mod sts_session_credentials;
 // SigV4 and the Query protocol.
 mod protocol_front_door;
 mod protocol_limits;
+mod protocol_parameters;
 mod protocol_xml;
 mod sigv4_header_form;
 mod sigv4_presigned;

@@ -154,6 +154,37 @@ fn incomplete_query_lists_each_missing_parameter() {
 }
 
 #[test]
+fn a_presigned_parameter_given_twice_is_refused() {
+    let allowed = regions(&["us-east-1"]);
+    let url = signed_sts_request(T2026, true, Some("tok"));
+    for name in [
+        "X-Amz-Expires",
+        "X-Amz-Date",
+        "X-Amz-Security-Token",
+        "X-Amz-Signature",
+    ] {
+        let mut twice = url.clone();
+        let value = twice
+            .query
+            .split('&')
+            .find(|p| p.starts_with(&format!("{name}=")))
+            .unwrap()
+            .to_owned();
+        // Spelled differently, the name is the same once decoded.
+        twice.query = format!("{}&{}", twice.query, value.replacen("X-", "%58-", 1));
+        assert_error(
+            &sts_server(&allowed, T2026)
+                .authenticate(&twice)
+                .unwrap_err(),
+            SigV4ErrorKind::IncompleteSignature,
+            &format!(
+                "AWS query-string parameter '{name}' is given more than once. Re-examine the query-string parameters."
+            ),
+        );
+    }
+}
+
+#[test]
 fn unsupported_algorithm() {
     let header = vanilla_authorization().replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512");
     assert_error(

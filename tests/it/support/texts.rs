@@ -184,6 +184,21 @@ pub(crate) const NO_VERSION_SPECIFIED: &str = "NO_VERSION_SPECIFIED";
 /// `MalformedQueryString` (404), verbatim from CommonErrors.html (above).
 pub(crate) const MALFORMED_QUERY_STRING: &str = "The query string contains a syntax error.";
 
+/// `InvalidQueryParameter` (400, "The AWS query string is malformed or does not adhere to AWS
+/// standards": CommonErrors.html, above): a parameter given twice, in the query string, the form
+/// body or both. AWS lets the first win; the broker refuses, in its own words
+/// (docs/sts-wire-contract.md, openapi/openapi.yaml).
+pub(crate) fn parameter_given_twice(name: &str) -> String {
+    format!(
+        "The parameter '{name}' is given more than once; give each parameter once, in the query string or in the form body."
+    )
+}
+
+/// `InvalidQueryParameter` (400, as above): an API call with a body that is not a form body of a
+/// POST, which would not be read; the broker's wording (docs/sts-wire-contract.md,
+/// openapi/openapi.yaml).
+pub(crate) const BODY_NOT_READ: &str = "The request body is not read: only a POST with Content-Type application/x-www-form-urlencoded carries parameters in its body. Send the parameters in the query string or in such a body.";
+
 /// `MalformedInput` (400): an empty integer parameter (`DurationSeconds` is an integer:
 /// https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html); the wording:
 /// openapi/openapi.yaml.
