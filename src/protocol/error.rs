@@ -57,6 +57,9 @@ pub(crate) enum ApiError {
     /// A malformed or incomplete SigV4 authorization.
     #[error("{0}")]
     IncompleteSignature(String),
+    /// A presigned URL used after its `X-Amz-Expires`.
+    #[error("{0}")]
+    RequestExpired(String),
     /// Unknown action, or an action not in the given version.
     #[error("Could not find operation {action} for version {version}")]
     InvalidAction {
@@ -144,6 +147,7 @@ impl ApiError {
             Self::ExpiredToken => "ExpiredToken",
             Self::SignatureDoesNotMatch(_) => "SignatureDoesNotMatch",
             Self::IncompleteSignature(_) => "IncompleteSignature",
+            Self::RequestExpired(_) => "RequestExpired",
             Self::InvalidAction { .. } => "InvalidAction",
             Self::ValidationError(_) => "ValidationError",
             Self::MalformedInput(_) => "MalformedInput",
@@ -174,6 +178,7 @@ impl ApiError {
             | Self::AccessDenied(_)
             | Self::InvalidAuthenticationCode => StatusCode::FORBIDDEN,
             Self::IncompleteSignature(_)
+            | Self::RequestExpired(_)
             | Self::InvalidAction { .. }
             | Self::ValidationError(_)
             | Self::MalformedInput(_)
@@ -319,6 +324,7 @@ impl From<crate::sigv4::SigV4Error> for ApiError {
             crate::sigv4::SigV4ErrorKind::SignatureDoesNotMatch => {
                 Self::SignatureDoesNotMatch(e.to_string())
             }
+            crate::sigv4::SigV4ErrorKind::RequestExpired => Self::RequestExpired(e.to_string()),
         }
     }
 }

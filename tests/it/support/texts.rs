@@ -159,6 +159,30 @@ pub(crate) fn presigned_query_missing(parameters: &[&str]) -> String {
     )
 }
 
+/// `RequestExpired` (400), the common error for a request that arrives "more than 15 minutes
+/// after the request expiration date (such as for pre-signed URLs)" (CommonErrors.html, above),
+/// for a presigned URL past `X-Amz-Date` + `X-Amz-Expires`; the text is Amazon S3's for the same
+/// case, quoted in aws/aws-sdk-js#3493 (https://github.com/aws/aws-sdk-js/issues/3493).
+pub(crate) const REQUEST_HAS_EXPIRED: &str = "Request has expired";
+
+/// `IncompleteSignature` (400): an `X-Amz-Expires` that is not a number; Amazon S3's text, quoted
+/// in minio/minio-js#1312 (https://github.com/minio/minio-js/issues/1312).
+pub(crate) const EXPIRES_NOT_A_NUMBER: &str = "X-Amz-Expires should be a number";
+
+/// `IncompleteSignature` (400): a negative `X-Amz-Expires`; Amazon S3's text, quoted in fog/fog#3528
+/// (https://github.com/fog/fog/issues/3528).
+pub(crate) const EXPIRES_NEGATIVE: &str = "X-Amz-Expires must be non-negative";
+
+/// `IncompleteSignature` (400): `X-Amz-Expires=0`. AWS documents 1 as the least value
+/// (https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html); the wording
+/// is the broker's (docs/sts-wire-contract.md, openapi/openapi.yaml).
+pub(crate) const EXPIRES_ZERO: &str = "X-Amz-Expires must be at least 1 second";
+
+/// `IncompleteSignature` (400): `X-Amz-Expires` over 604800 (seven days, the most AWS allows:
+/// sigv4-query-string-auth.html, above); Amazon S3's text, quoted in aws/aws-cli#5464
+/// (https://github.com/aws/aws-cli/issues/5464).
+pub(crate) const EXPIRES_OVER_A_WEEK: &str = "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds";
+
 /// `IncompleteSignature` (400): a header named in `SignedHeaders` that the request lacks (the
 /// canonical headers: create-signed-request.html, above).
 pub(crate) fn signed_header_absent(name: &str) -> String {
