@@ -17,6 +17,7 @@ mod support;
 mod sts_get_caller_identity;
 mod sts_get_session_token;
 mod sts_session_credentials;
+mod sts_session_token;
 
 // SigV4 and the Query protocol.
 mod protocol_front_door;

@@ -331,6 +331,16 @@ pub(crate) struct GatedService {
     policy: sts_broker::VerifyPolicy,
 }
 
+/// What a verifier reads from session credentials (their token): whose they are, until when,
+/// and the MFA authentication behind them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SessionSeen {
+    pub arn: String,
+    pub expires_at: i64,
+    /// The device's serial and when its code was verified.
+    pub mfa: Option<(String, i64)>,
+}
+
 impl GatedService {
     /// Follows `data_dir` every 50 ms, for requests signed for `service`.
     pub(crate) fn follow(data_dir: &Path, service: &str) -> Self {
@@ -356,6 +366,34 @@ impl GatedService {
         req: &crate::support::http::Req,
         now: i64,
     ) -> Result<(String, Option<i64>), String> {
+        let at = sts_broker::UnixTime::from_secs(now);
+        self.verify(req, now)
+            .map(|caller| (caller.arn.clone(), caller.mfa_age_secs(at)))
+    }
+
+    /// What the session credentials that signed `req` carry, checked at `now`; `None` for a
+    /// long-term key.
+    pub(crate) fn session(
+        &self,
+        req: &crate::support::http::Req,
+        now: i64,
+    ) -> Result<Option<SessionSeen>, String> {
+        let caller = self.verify(req, now)?;
+        Ok(caller.session.as_ref().map(|s| SessionSeen {
+            arn: caller.arn.clone(),
+            expires_at: s.expires_at.secs(),
+            mfa: s
+                .mfa
+                .as_ref()
+                .map(|m| (m.serial.clone(), m.authenticated_at.secs())),
+        }))
+    }
+
+    fn verify(
+        &self,
+        req: &crate::support::http::Req,
+        now: i64,
+    ) -> Result<sts_broker::VerifiedCaller, String> {
         let mut builder = http::Request::builder()
             .method(req.method.as_str())
             .uri(req.target());
@@ -371,7 +409,22 @@ impl GatedService {
                 &self.policy,
                 at,
             )
-            .map(|caller| (caller.arn.clone(), caller.mfa_age_secs(at)))
             .map_err(|e| e.to_string())
+    }
+}
+
+impl TestBroker {
+    /// What a verifier following this broker's data dir reads, now, from the session
+    /// credentials `creds` (a GetCallerIdentity signed with them).
+    pub(crate) fn session_seen(&self, creds: &Creds) -> SessionSeen {
+        let service = GatedService::follow(&self.data_dir, "sts");
+        let req = crate::support::signing::OracleSigner::new(creds, self.now()).sign(
+            &self.addr.to_string(),
+            &crate::support::http::Req::get(crate::support::http::GCI),
+        );
+        service
+            .session(&req, self.now())
+            .unwrap()
+            .expect("session credentials")
     }
 }
