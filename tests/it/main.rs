@@ -41,6 +41,7 @@ mod mfa_virtual_devices;
 
 // Operators, records, restarts, other clients and transports.
 mod admin_commands;
+mod audit_fail_closed;
 mod audit_log;
 mod durability;
 mod embedding;

@@ -12,6 +12,12 @@
 //!    requests);
 //! 5. that step is made durable, together with the audit line, before the credentials leave
 //!    the broker; the store refuses it if another process sharing it accepted it first.
+//!
+//! Credentials are returned only once their audit line is durable; when it cannot be written
+//! the answer is `InternalFailure`, nothing is issued, and a line recording the refusal is held
+//! until the log works again (README.md, audit log). A code verified in such an attempt stays
+//! spent: its step is committed with the batch. Refusals are audited without waiting: they
+//! issue nothing, and their lines are held the same way when the log fails.
 
 use crate::api::RequestCtx;
 use crate::audit::{AuditEvent, Outcome};
@@ -25,7 +31,7 @@ use crate::protocol::params::Params;
 use crate::protocol::validate::{Checks, is_serial_char, parse_int};
 use crate::protocol::xml::{XmlWriter, success_body};
 use crate::session::{MfaContext, SessionCredentials, SessionGrant};
-use crate::store::ops;
+use crate::store::{RequiredLine, StoreError, ops};
 
 /// Shortest session, seconds.
 const MIN_DURATION: i64 = 900;
@@ -138,7 +144,15 @@ pub(super) async fn handle(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
             let mut event = event(ctx, Outcome::Success, None, None);
             event.mfa_authenticated = Some(false);
             event.expiration = Some(creds.expiration.iso8601());
-            ctx.api.store.audit_and_wait(event.to_line()).await?;
+            let required = RequiredLine {
+                line: event.to_line(),
+                if_refused: unrecorded(ctx, None, false),
+            };
+            ctx.api
+                .store
+                .audit_and_wait(required)
+                .await
+                .map_err(|e| issue_failed(ctx, None, e))?;
             Ok(render(ctx, &creds))
         }
         MfaInput::Code { serial, code } => {
@@ -202,16 +216,22 @@ async fn with_mfa(
     let mut event = event(ctx, Outcome::Success, Some(serial), None);
     event.mfa_authenticated = Some(true);
     event.expiration = Some(creds.expiration.iso8601());
-    let line = event.to_line();
+    let required = RequiredLine {
+        line: event.to_line(),
+        if_refused: unrecorded(ctx, Some(serial), true),
+    };
     let serial_owned = serial.to_owned();
-    // The accepted step is durable before the credentials are returned (group commit).
+    // The accepted step and the audit line are durable before the credentials are returned
+    // (group commit); the line is due only if this process recorded the step.
     let recorded = ctx
         .api
         .store
-        .write(Some(line), move |w| {
-            ops::record_accepted_step(w, &serial_owned, step)
-        })
-        .await?;
+        .write_audited(
+            move |w| ops::record_accepted_step(w, &serial_owned, step),
+            move |recorded| recorded.then_some(required),
+        )
+        .await
+        .map_err(|e| issue_failed(ctx, Some(serial), e))?;
     if !recorded {
         // Another broker process sharing the store accepted this step first.
         return Err(refuse_mfa(ctx, serial, MfaRefusal::Replayed));
@@ -259,6 +279,24 @@ fn event<'a>(
     e.reason = reason;
     e.source_ip = Some(ctx.source_ip);
     e
+}
+
+/// The line recorded instead of a success whose own line could not be made durable: the
+/// request was answered `InternalFailure` and nothing was issued.
+fn unrecorded(ctx: &RequestCtx<'_>, serial: Option<&str>, mfa_verified: bool) -> String {
+    let mut e = event(ctx, Outcome::Failure, serial, Some("audit_log_unavailable"));
+    e.error_code = Some(ApiError::InternalFailure.code());
+    e.mfa_authenticated = Some(mfa_verified);
+    e.to_line()
+}
+
+/// The answer when the store could not make an issuance durable. The writer has recorded an
+/// audit log failure itself (the line of [`unrecorded`]); any other failure is audited here.
+fn issue_failed(ctx: &RequestCtx<'_>, serial: Option<&str>, e: StoreError) -> ApiError {
+    match e {
+        StoreError::AuditUnavailable => ApiError::from(e),
+        e => refuse(ctx, serial, "store_failure", ApiError::from(e)),
+    }
 }
 
 /// Audits a refusal and returns its error.

@@ -64,6 +64,7 @@ pub(crate) struct Setup {
     extra_regions: Vec<String>,
     header_read_timeout_secs: Option<u64>,
     tls: Option<(PathBuf, PathBuf)>,
+    audit_log_links_to: Option<PathBuf>,
 }
 
 impl Setup {
@@ -94,6 +95,13 @@ impl Setup {
     /// Serve HTTPS with this PEM certificate and key (`tls_cert`, `tls_key`).
     pub(crate) fn tls(mut self, cert: &Path, key: &Path) -> Self {
         self.tls = Some((cert.to_owned(), key.to_owned()));
+        self
+    }
+
+    /// `<data_dir>/audit.log` starts as a symbolic link to `target` (`/dev/full`: every write
+    /// fails with ENOSPC); removing the link lets the broker create a real file there.
+    pub(crate) fn audit_log_links_to(mut self, target: &Path) -> Self {
+        self.audit_log_links_to = Some(target.to_owned());
         self
     }
 
@@ -149,6 +157,9 @@ impl TestBroker {
         let data_dir = fresh_dir("broker");
         let mut cfg = config_for(&data_dir);
         setup.apply(&mut cfg);
+        if let Some(target) = &setup.audit_log_links_to {
+            std::os::unix::fs::symlink(target, data_dir.join("audit.log")).unwrap();
+        }
         Self::boot(cfg, TestClock::at(wall_now())).await
     }
 

@@ -1,7 +1,7 @@
 //! The real `sts-broker` binary, as an operator runs it: `admin` commands and `serve`.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,12 +23,18 @@ pub(crate) fn run_admin(args: &[&str], data_dir: &Path) -> Output {
 pub(crate) struct ServerProcess {
     child: Child,
     pub url: String,
+    log: PathBuf,
 }
 
 impl ServerProcess {
     /// Starts the binary on `data_dir` (its stderr in `<data_dir>.<tag>.log`) and waits until it
     /// accepts connections.
     pub(crate) async fn start(data_dir: &Path, tag: &str) -> Self {
+        Self::start_with_env(data_dir, tag, &[]).await
+    }
+
+    /// [`start`](Self::start) with these environment variables set (`STS_BROKER_*` keys).
+    pub(crate) async fn start_with_env(data_dir: &Path, tag: &str, env: &[(&str, &str)]) -> Self {
         let port = {
             let probe = TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().port()
@@ -42,6 +48,7 @@ impl ServerProcess {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -49,6 +56,7 @@ impl ServerProcess {
         let mut server = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            log: data_dir.with_extension(format!("{tag}.log")),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -60,6 +68,11 @@ impl ServerProcess {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         server
+    }
+
+    /// What the broker wrote to stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// `kill -9` (std's `Child::kill` sends SIGKILL) and reap.

@@ -19,6 +19,11 @@ pub(crate) const INVALID_TOKEN: &str = "The security token included in the reque
 /// (no final period) in miquella/vaulted#107 (https://github.com/miquella/vaulted/issues/107).
 pub(crate) const EXPIRED_TOKEN: &str = "The security token included in the request is expired";
 
+/// `InternalFailure` (500): a fault of the broker, here an audit log that cannot be written
+/// (README.md, audit log), verbatim from CommonErrors.html (above).
+pub(crate) const INTERNAL_FAILURE: &str =
+    "The request processing has failed because of an unknown error, exception or failure.";
+
 /// `MissingAuthenticationToken` (403): no SigV4 at all. Quoted in
 /// abuzuhri/Amazon-SP-API-CSharp#99 (https://github.com/abuzuhri/Amazon-SP-API-CSharp/issues/99).
 pub(crate) const MISSING_AUTHENTICATION_TOKEN: &str = "Request is missing Authentication Token";
