@@ -152,8 +152,9 @@ impl HeldLines {
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.since.is_none()
+    /// Whether the audit log has failed since it last took everything.
+    fn failing(&self) -> bool {
+        self.since.is_some()
     }
 }
 
@@ -187,7 +188,7 @@ impl Writer {
             let first = match jobs.recv_timeout(self.poll) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
-                    if !self.held.is_empty() {
+                    if self.held.failing() {
                         // Nothing else to do: see whether the log works again.
                         let _ = self.append_audit(&[]);
                     }
@@ -204,7 +205,7 @@ impl Writer {
             }
             self.run_batch(batch);
         }
-        if !self.held.is_empty() && self.append_audit(&[]).is_err() {
+        if self.held.failing() && self.append_audit(&[]).is_err() {
             tracing::error!(
                 lost = self.held.lines.len() as u64 + self.held.dropped,
                 "shutting down with audit lines the audit log could not take; they are lost"
@@ -338,8 +339,11 @@ impl Writer {
             .map(String::as_str)
             .chain(awaited.iter().map(|(l, _)| l.line.as_str()))
             .collect();
-        let was_failing = !self.held.is_empty();
-        let durable = if lines.is_empty() {
+        let was_failing = self.held.failing();
+        let dropped_before = self.held.dropped;
+        // While lines are held, every batch tries again, so that they are written as soon as
+        // possible even when the queue is never idle.
+        let durable = if lines.is_empty() && !was_failing {
             Ok(())
         } else {
             self.append_audit(&lines)
@@ -382,7 +386,7 @@ impl Writer {
                 }
             }
         }
-        if self.held.dropped > 0 && durable.is_err() {
+        if self.held.dropped > dropped_before {
             tracing::error!(
                 dropped = self.held.dropped,
                 "audit lines dropped: more than {MAX_HELD_LINES} held"
