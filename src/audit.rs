@@ -3,12 +3,15 @@
 //! secret: the record type has no field that could hold one.
 //!
 //! The [`AuditLog`] is opened here, from the configured [`AuditTarget`], and handed to the
-//! store, whose writer appends lines in the same batch as the writes they record.
+//! store, whose writer appends lines in the same batch as the writes they record. An append
+//! returns only once its lines are durable (written and fsynced), because credentials are
+//! returned only after their line is (README.md, audit log); when it fails, the writer holds the
+//! lines and tries again.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write as _};
+use std::io::{ErrorKind, Write as _};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -43,9 +46,19 @@ pub(crate) struct AuditLog {
 }
 
 enum Sink {
-    File(BufWriter<File>),
+    File(AuditFile),
     Stdout,
     Off,
+}
+
+/// An audit file, opened for appending; after a failed append it is opened again, so that a
+/// file replaced or recreated meanwhile (or a volume mounted again) is the one written.
+struct AuditFile {
+    path: PathBuf,
+    file: Option<File>,
+    /// A failed append left part of a line that could not be cut off: the next append starts
+    /// with a newline, so that the fragment stays a line of its own.
+    torn: bool,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -63,55 +76,109 @@ impl AuditLog {
     /// Opens `target` for appending (a file is created with mode 0600).
     pub(crate) fn open(target: &AuditTarget) -> std::io::Result<Self> {
         let sink = match target {
-            AuditTarget::File(path) => {
-                let mut options = OpenOptions::new();
-                options.create(true).append(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt as _;
-                    options.mode(0o600);
-                }
-                let file = options.open(path).map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("audit log {}: {e}", path.display()))
-                })?;
-                Sink::File(BufWriter::new(file))
-            }
+            AuditTarget::File(path) => Sink::File(AuditFile {
+                file: Some(open_append(path)?),
+                path: path.clone(),
+                torn: false,
+            }),
             AuditTarget::Stdout => Sink::Stdout,
             AuditTarget::Off => Sink::Off,
         };
         Ok(Self { sink })
     }
 
-    /// Appends `lines`, one JSON object each, and flushes them to the sink.
-    pub(crate) fn append(&mut self, lines: &[String]) -> std::io::Result<()> {
-        if lines.is_empty() {
+    /// Appends `lines`, one JSON object each. When it returns `Ok`, they are durable: written
+    /// and fsynced for a file, written and flushed to standard output (whose reader decides
+    /// what durable means). On an error none of them counts as written.
+    pub(crate) fn append<'l>(
+        &mut self,
+        lines: impl IntoIterator<Item = &'l str>,
+    ) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        for l in lines {
+            buf.extend_from_slice(l.as_bytes());
+            buf.push(b'\n');
+        }
+        if buf.is_empty() {
             return Ok(());
         }
         match &mut self.sink {
-            Sink::File(w) => {
-                for l in lines {
-                    writeln!(w, "{l}")?;
-                }
-                w.flush()
-            }
+            Sink::File(f) => f.append(buf),
             Sink::Stdout => {
                 let mut out = std::io::stdout().lock();
-                for l in lines {
-                    writeln!(out, "{l}")?;
-                }
+                out.write_all(&buf)?;
                 out.flush()
             }
             Sink::Off => Ok(()),
         }
     }
+}
 
-    /// Flushes buffered lines.
-    pub(crate) fn flush(&mut self) -> std::io::Result<()> {
-        match &mut self.sink {
-            Sink::File(w) => w.flush(),
-            Sink::Stdout | Sink::Off => Ok(()),
+impl AuditFile {
+    fn append(&mut self, mut buf: Vec<u8>) -> std::io::Result<()> {
+        if self.torn {
+            buf.insert(0, b'\n');
+        }
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(open_append(&self.path)?),
+        };
+        let start = file.metadata()?.len();
+        let (written, result) = write_and_sync(file, &buf);
+        match result {
+            Ok(()) => {
+                self.torn = false;
+                Ok(())
+            }
+            Err(e) => {
+                // Cut off what this append wrote, unless someone else (an admin command)
+                // appended after it; then mark it torn instead.
+                let cut = written > 0
+                    && file.metadata().is_ok_and(|m| m.len() == start + written)
+                    && file.set_len(start).is_ok();
+                self.torn |= written > 0 && !cut;
+                self.file = None;
+                Err(e)
+            }
         }
     }
+}
+
+/// Writes all of `buf` and syncs it; how many bytes reached the file in any case.
+fn write_and_sync(file: &mut File, buf: &[u8]) -> (u64, std::io::Result<()>) {
+    let mut written = 0_usize;
+    while let Some(rest) = buf.get(written..).filter(|r| !r.is_empty()) {
+        match file.write(rest) {
+            Ok(0) => return (written as u64, Err(ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return (written as u64, Err(e)),
+        }
+    }
+    (written as u64, file.sync_data())
+}
+
+/// Opens `path` for appending, creating it with mode 0600; a file just created is made
+/// durable in its directory too.
+fn open_append(path: &Path) -> std::io::Result<File> {
+    let existed = path.exists();
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let describe = |e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("audit log {}: {e}", path.display()))
+    };
+    let file = options.open(path).map_err(describe)?;
+    if !existed && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(describe)?;
+    }
+    Ok(file)
 }
 
 /// The outcome of an audited action.
@@ -158,7 +225,8 @@ pub(crate) struct AuditEvent<'a> {
     /// The client's address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<IpAddr>,
-    /// Whether the issued credentials carry MFA.
+    /// Whether the caller proved MFA: a verified code, or a session that carries one; on a
+    /// success of GetSessionToken, whether the issued credentials carry MFA.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mfa_authenticated: Option<bool>,
     /// Expiry of issued credentials, ISO 8601.
@@ -171,6 +239,15 @@ pub(crate) struct AuditEvent<'a> {
     /// judged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<&'a str>,
+    /// An outage of the audit log: since when its lines could not be written, ISO 8601.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// An outage of the audit log: the lines held during it, written right after this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_lines: Option<u64>,
+    /// An outage of the audit log: the lines lost because too many were held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_lines: Option<u64>,
 }
 
 impl<'a> AuditEvent<'a> {
@@ -199,6 +276,9 @@ impl<'a> AuditEvent<'a> {
             expiration: None,
             http_method: None,
             path: None,
+            since: None,
+            held_lines: None,
+            dropped_lines: None,
         }
     }
 
@@ -233,6 +313,70 @@ mod tests {
         assert_eq!(v["reason"], "wrong_code");
         assert_eq!(v["source_ip"], "127.0.0.1");
         assert!(v.get("principal").is_none());
+        assert!(v.get("held_lines").is_none());
         assert!(!line.contains('\n'));
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("sts-audit-{tag}-{}", crate::ids::request_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn appends_are_lines_in_a_private_file() {
+        let dir = scratch("file");
+        let path = dir.join("audit.log");
+        let mut log = AuditLog::open(&AuditTarget::File(path.clone())).unwrap();
+        log.append(["{\"a\":1}", "{\"b\":2}"]).unwrap();
+        log.append([]).unwrap();
+        log.append(["{\"c\":3}"]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A device that refuses every write (ENOSPC) makes an append fail; once the path can be
+    /// written again (here: the link replaced by a file), the next append opens it afresh.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failed_append_fails_and_the_next_one_reopens_the_path() {
+        let dir = scratch("full");
+        let path = dir.join("audit.log");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let mut log = AuditLog::open(&AuditTarget::File(path.clone())).unwrap();
+        let err = log.append(["{}"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::StorageFull);
+        assert!(log.append(["{}"]).is_err());
+        std::fs::remove_file(&path).unwrap();
+        log.append(["{\"after\":1}"]).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"after\":1}\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_line_stays_a_line_of_its_own() {
+        let dir = scratch("torn");
+        let path = dir.join("audit.log");
+        let mut log = AuditLog::open(&AuditTarget::File(path.clone())).unwrap();
+        std::fs::write(&path, "{\"half").unwrap();
+        if let Sink::File(f) = &mut log.sink {
+            f.torn = true;
+        }
+        log.append(["{\"whole\":1}"]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"half\n{\"whole\":1}\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

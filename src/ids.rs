@@ -1,6 +1,6 @@
 //! Random identifiers and secrets shaped like AWS's: account ids, `AIDA…` user ids, `AKIA…` /
 //! `ASIA…` access key ids, 40-character secrets and request ids. All randomness comes from
-//! aws-lc's DRBG (already in the tree for TLS and JWT).
+//! aws-lc's DRBG (already in the tree for TLS and sealing).
 
 use base64::Engine as _;
 use zeroize::Zeroizing;

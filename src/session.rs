@@ -1,13 +1,20 @@
 //! Session credentials any broker process can verify without shared state: the access key id is
 //! `ASIA` + 16 random characters, the secret is derived as HMAC(derivation key, akid ‖ expiry)
-//! and never stored nor put in the token, and the session token is a JWT (HS256, `kid` header)
-//! carrying who, until when and the MFA context. Verification re-derives the secret.
+//! and never stored nor put in the token, and the session token is opaque: the claims (who,
+//! which parent key, until when, the MFA context) sealed with AES-256-GCM under a key derived
+//! from the server key, whose id travels in clear. Verification opens the token and re-derives
+//! the secret.
+//!
+//! The token is a bearer value that travels in headers, logs of proxies and presigned URLs, so
+//! it must show its holder no more than GetCallerIdentity would: not the parent access key, not
+//! the MFA device (`docs/sts-wire-contract.md#getsessiontoken-result`).
 
 use std::collections::HashMap;
 
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use base64::Engine as _;
 use hmac::{Hmac, Mac as _};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -17,12 +24,21 @@ use crate::model::Owner;
 use crate::store::ServerKey;
 use crate::time::UnixTime;
 
-/// `iss` of every session token.
-const ISSUER: &str = "sts-broker";
-/// `aud` of every session token.
-const AUDIENCE: &str = "sts-broker/session";
 /// Allowed clock difference between broker processes for `nbf`.
 const NBF_LEEWAY_SECS: i64 = 5;
+/// The first byte of a token: the layout and the key derivation below. A token of any other
+/// version (the JWTs of earlier releases included) does not verify.
+const TOKEN_VERSION: u8 = 2;
+/// HKDF salt and info that turn a server key's token key into the AES-256-GCM key of this
+/// version's tokens, and of nothing else.
+const TOKEN_KEY_SALT: &[u8] = b"sts-broker session token";
+const TOKEN_KEY_INFO: &[u8] = b"v2 AES-256-GCM claims";
+/// The sealed claims are padded to a multiple of this many bytes, so that a token's length
+/// does not tell whether it carries an MFA context, nor how long a serial is. The largest
+/// claims (a 256-character serial) fit in one block.
+const CLAIMS_BLOCK: usize = 512;
+/// AES-GCM's tag.
+const TAG_LEN: usize = 16;
 
 /// The MFA context of credentials obtained with a verified code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,13 +49,9 @@ pub(crate) struct MfaContext {
     pub auth_time: UnixTime,
 }
 
-/// What a session token says.
+/// What a session token says, once opened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SessionClaims {
-    /// Issuer.
-    pub iss: String,
-    /// Audience.
-    pub aud: String,
     /// The principal: `root` or a user id.
     pub sub: String,
     /// Account id.
@@ -72,7 +84,7 @@ pub(crate) struct SessionCredentials {
     pub access_key_id: String,
     /// 40-character secret.
     pub secret_access_key: Zeroizing<String>,
-    /// The JWT.
+    /// The opaque token: base64 of the sealed claims.
     pub session_token: String,
     /// Expiry.
     pub expiration: UnixTime,
@@ -114,23 +126,38 @@ pub enum SessionError {
     /// The token was valid but has expired.
     #[error("expired session token")]
     Expired,
-    /// Minting failed (random source or encoder).
+    /// Minting failed (random source or cipher).
     #[error("cannot mint session credentials")]
     Mint,
 }
 
 struct RingKey {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Seals and opens the claims of this key's tokens.
+    sealing: LessSafeKey,
     derivation: Hmac<Sha256>,
 }
 
-/// The server keys that sign session tokens and derive their secrets.
+impl RingKey {
+    fn new(key: &ServerKey) -> Result<Self, SessionError> {
+        let prk = Salt::new(HKDF_SHA256, TOKEN_KEY_SALT).extract(key.signing.as_slice());
+        let sealing = prk
+            .expand(&[TOKEN_KEY_INFO], &AES_256_GCM)
+            .map(UnboundKey::from)
+            .map_err(|_| SessionError::Mint)?;
+        let derivation = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.derivation.as_slice())
+            .map_err(|_| SessionError::Mint)?;
+        Ok(Self {
+            sealing: LessSafeKey::new(sealing),
+            derivation,
+        })
+    }
+}
+
+/// The server keys that seal session tokens and derive their secrets.
 pub(crate) struct KeyRing {
-    /// The key that signs; `None` for a ring that only refuses (no server keys).
+    /// The key that seals; `None` for a ring that only refuses (no server keys).
     current: Option<String>,
     keys: HashMap<String, RingKey>,
-    validation: Validation,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -142,8 +169,19 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
+/// `version ‖ kid length ‖ kid`: the clear part of a token, and the associated data its claims
+/// are sealed with, so that neither can be changed without the token failing to open.
+fn token_header(kid: &str) -> Result<Vec<u8>, SessionError> {
+    let len = u8::try_from(kid.len()).map_err(|_| SessionError::Mint)?;
+    let mut header = Vec::with_capacity(2 + kid.len());
+    header.push(TOKEN_VERSION);
+    header.push(len);
+    header.extend_from_slice(kid.as_bytes());
+    Ok(header)
+}
+
 impl KeyRing {
-    /// A ring of `keys`; the newest signs, all verify.
+    /// A ring of `keys`; the newest seals, all open.
     pub(crate) fn new(keys: &[ServerKey]) -> Result<Self, SessionError> {
         let newest = keys
             .iter()
@@ -151,30 +189,13 @@ impl KeyRing {
             .ok_or(SessionError::Mint)?;
         let mut ring = HashMap::new();
         for k in keys {
-            let derivation =
-                <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(k.derivation.as_slice())
-                    .map_err(|_| SessionError::Mint)?;
-            ring.insert(
-                k.kid.clone(),
-                RingKey {
-                    encoding: EncodingKey::from_secret(k.signing.as_slice()),
-                    decoding: DecodingKey::from_secret(k.signing.as_slice()),
-                    derivation,
-                },
-            );
+            // Refused here rather than at the first mint: the kid must fit the token header.
+            token_header(&k.kid)?;
+            ring.insert(k.kid.clone(), RingKey::new(k)?);
         }
-        // Time claims are checked against the injected clock in `verify`, so the library's own
-        // system-time checks are off; their presence is still required.
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
         Ok(Self {
             current: Some(newest.kid.clone()),
             keys: ring,
-            validation,
         })
     }
 
@@ -184,7 +205,6 @@ impl KeyRing {
         Self {
             current: None,
             keys: HashMap::new(),
-            validation: Validation::new(Algorithm::HS256),
         }
     }
 
@@ -202,6 +222,66 @@ impl KeyRing {
         text
     }
 
+    /// `header ‖ nonce ‖ AES-256-GCM(claims, padded) ‖ tag`, base64 (the alphabet of AWS's own
+    /// session tokens, `docs/sts-wire-contract.md#getsessiontoken-result`).
+    fn seal(
+        kid: &str,
+        key: &RingKey,
+        claims: &SessionClaims,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<String, SessionError> {
+        let header = token_header(kid)?;
+        let mut body = Zeroizing::new(serde_json::to_vec(claims).map_err(|_| SessionError::Mint)?);
+        // JSON ends at its closing brace; the spaces after it are whitespace to the parser.
+        let padded = body.len().div_ceil(CLAIMS_BLOCK).max(1) * CLAIMS_BLOCK;
+        body.resize(padded, b' ');
+        key.sealing
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(header.as_slice()),
+                &mut *body,
+            )
+            .map_err(|_| SessionError::Mint)?;
+        let mut token = header;
+        token.extend_from_slice(&nonce);
+        token.extend_from_slice(&body);
+        Ok(base64::engine::general_purpose::STANDARD.encode(token))
+    }
+
+    /// The key and claims of `token`, if one of this ring's keys sealed it.
+    fn open(&self, token: &str) -> Result<(&RingKey, SessionClaims), SessionError> {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .map_err(|_| SessionError::Invalid)?;
+        let (&version, rest) = raw.split_first().ok_or(SessionError::Invalid)?;
+        let (&kid_len, rest) = rest.split_first().ok_or(SessionError::Invalid)?;
+        if version != TOKEN_VERSION {
+            return Err(SessionError::Invalid);
+        }
+        let (kid, rest) = rest
+            .split_at_checked(usize::from(kid_len))
+            .ok_or(SessionError::Invalid)?;
+        let key = std::str::from_utf8(kid)
+            .ok()
+            .and_then(|kid| self.keys.get(kid))
+            .ok_or(SessionError::Invalid)?;
+        let (nonce, sealed) = rest
+            .split_at_checked(NONCE_LEN)
+            .ok_or(SessionError::Invalid)?;
+        if sealed.len() < TAG_LEN + CLAIMS_BLOCK {
+            return Err(SessionError::Invalid);
+        }
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SessionError::Invalid)?;
+        let header = raw.get(..2 + kid.len()).ok_or(SessionError::Invalid)?;
+        let mut body = Zeroizing::new(sealed.to_vec());
+        let claims = key
+            .sealing
+            .open_in_place(nonce, Aad::from(header), &mut body)
+            .map_err(|_| SessionError::Invalid)?;
+        let claims = serde_json::from_slice(claims).map_err(|_| SessionError::Invalid)?;
+        Ok((key, claims))
+    }
+
     /// Mints credentials for `grant`.
     pub(crate) fn mint(&self, grant: SessionGrant<'_>) -> Result<SessionCredentials, SessionError> {
         let kid = self.current.as_ref().ok_or(SessionError::Mint)?;
@@ -209,8 +289,6 @@ impl KeyRing {
         let akid = ids::access_key_id("ASIA").map_err(|_| SessionError::Mint)?;
         let exp = grant.now.plus_secs(grant.duration_secs);
         let claims = SessionClaims {
-            iss: ISSUER.to_owned(),
-            aud: AUDIENCE.to_owned(),
             sub: grant.owner.as_db().to_owned(),
             acct: grant.account_id.to_owned(),
             akid: akid.clone(),
@@ -220,10 +298,10 @@ impl KeyRing {
             exp,
             mfa: grant.mfa,
         };
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .map_err(|_| SessionError::Mint)?;
+        // A random nonce per token: a server key seals far fewer than the 2^32 tokens after
+        // which random 96-bit nonces would risk repeating.
+        let nonce = ids::random_bytes::<NONCE_LEN>().map_err(|_| SessionError::Mint)?;
+        let token = Self::seal(kid, key, &claims, nonce)?;
         Ok(SessionCredentials {
             secret_access_key: Self::derive_secret(key, &akid, exp),
             access_key_id: akid,
@@ -240,15 +318,7 @@ impl KeyRing {
         token: &str,
         now: UnixTime,
     ) -> Result<(SessionClaims, Zeroizing<String>), SessionError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| SessionError::Invalid)?;
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| self.keys.get(kid))
-            .ok_or(SessionError::Invalid)?;
-        let claims = jsonwebtoken::decode::<SessionClaims>(token, &key.decoding, &self.validation)
-            .map_err(|_| SessionError::Invalid)?
-            .claims;
+        let (key, claims) = self.open(token)?;
         if claims.akid != access_key_id || claims.nbf > now.plus_secs(NBF_LEEWAY_SECS) {
             return Err(SessionError::Invalid);
         }
@@ -268,14 +338,17 @@ mod tests {
         UnixTime::from_secs(secs)
     }
 
-    fn ring(seed: u8) -> KeyRing {
-        KeyRing::new(&[ServerKey {
-            kid: format!("k{seed}"),
+    fn server_key(kid: &str, seed: u8, created_at: i64) -> ServerKey {
+        ServerKey {
+            kid: kid.to_owned(),
             signing: Zeroizing::new([seed; 32]),
             derivation: Zeroizing::new([seed.wrapping_add(1); 32]),
-            created_at: t(1),
-        }])
-        .unwrap()
+            created_at: t(created_at),
+        }
+    }
+
+    fn ring(seed: u8) -> KeyRing {
+        KeyRing::new(&[server_key(&format!("k{seed}"), seed, 1)]).unwrap()
     }
 
     fn grant<'a>(owner: &'a Owner, now: i64, duration_secs: i64) -> SessionGrant<'a> {
@@ -401,6 +474,146 @@ mod tests {
             "GmiXeC/wJhDIps/AoGuNWrAIqaXeekCLFTwa44ik"
         );
     }
+
+    /// The token shows its holder nothing: not the parent key, the account, the principal, the
+    /// serial, nor (through its length) whether there is an MFA context at all.
+    #[test]
+    fn tokens_are_opaque_and_of_one_length() {
+        let r = ring(5);
+        let user = Owner::User("AIDAEXAMPLEUSER12345".into());
+        let serial = "arn:aws:iam::123456789012:mfa/alice-phone".to_owned();
+        let with = r
+            .mint(SessionGrant {
+                mfa: Some(MfaContext {
+                    serial: serial.clone(),
+                    auth_time: t(1_000),
+                }),
+                ..grant(&user, 1_000, 900)
+            })
+            .unwrap();
+        let without = r.mint(grant(&user, 1_000, 900)).unwrap();
+        let long = r
+            .mint(SessionGrant {
+                mfa: Some(MfaContext {
+                    serial: "s".repeat(256),
+                    auth_time: t(1_000),
+                }),
+                ..grant(&user, 1_000, 900)
+            })
+            .unwrap();
+        assert_eq!(with.session_token.len(), without.session_token.len());
+        assert_eq!(with.session_token.len(), long.session_token.len());
+        for c in [&with, &without, &long] {
+            let token = &c.session_token;
+            assert!(token.len() >= 100);
+            assert!(
+                token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)),
+                "{token}"
+            );
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(token)
+                .unwrap();
+            for needle in [
+                "AKIAPARENT",
+                "123456789012",
+                "AIDAEXAMPLEUSER12345",
+                serial.as_str(),
+                "alice",
+                c.access_key_id.as_str(),
+            ] {
+                let found = raw.windows(needle.len()).any(|w| w == needle.as_bytes());
+                assert!(!found, "{needle} readable in the token");
+                assert!(!token.contains(needle), "{needle} in the token text");
+            }
+            // Only the version and the key id are in clear.
+            assert_eq!(raw[0], TOKEN_VERSION);
+            assert_eq!(&raw[2..2 + usize::from(raw[1])], b"k5");
+        }
+        // Two tokens for the same grant differ (a fresh nonce each).
+        let again = r.mint(grant(&user, 1_000, 900)).unwrap();
+        assert_ne!(again.session_token, without.session_token);
+    }
+
+    /// The clear header is bound to the sealed claims: another version byte, another key id, a
+    /// cut or a lengthened token, an old JWT: all invalid.
+    #[test]
+    fn the_header_and_the_body_cannot_be_changed() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut two = KeyRing::new(&[server_key("k1", 1, 1), server_key("k2", 2, 2)]).unwrap();
+        two.current = Some("k1".into());
+        let c = two.mint(grant(&Owner::Root, 1_000, 900)).unwrap();
+        assert!(
+            two.verify(&c.access_key_id, &c.session_token, t(1_100))
+                .is_ok()
+        );
+        let raw = b64.decode(&c.session_token).unwrap();
+        let forged = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut bytes = raw.clone();
+            f(&mut bytes);
+            two.verify(&c.access_key_id, &b64.encode(&bytes), t(1_100))
+                .unwrap_err()
+        };
+        assert_eq!(forged(&|b| b[0] = 1), SessionError::Invalid);
+        assert_eq!(forged(&|b| b[0] = 3), SessionError::Invalid);
+        // The same claims offered as sealed by the other key of the ring.
+        assert_eq!(forged(&|b| b[3] = b'2'), SessionError::Invalid);
+        assert_eq!(forged(&|b| b[1] = 1), SessionError::Invalid);
+        assert_eq!(forged(&|b| b[1] = 255), SessionError::Invalid);
+        assert_eq!(forged(&|b| b.truncate(b.len() - 1)), SessionError::Invalid);
+        assert_eq!(forged(&|b| b.truncate(20)), SessionError::Invalid);
+        assert_eq!(forged(&|b| b.push(0)), SessionError::Invalid);
+        assert_eq!(forged(&|b| b.clear()), SessionError::Invalid);
+        let last = raw.len() - 1;
+        assert_eq!(forged(&|b| b[last] ^= 1), SessionError::Invalid);
+        // A JWT of an earlier release, and garbage of every shape.
+        for token in [
+            "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJyb290In0.c2lnbmF0dXJl",
+            "",
+            "AgJrMQ==",
+            "not base64!",
+        ] {
+            assert_eq!(
+                two.verify(&c.access_key_id, token, t(1_100)).unwrap_err(),
+                SessionError::Invalid,
+                "{token}"
+            );
+        }
+    }
+
+    /// A token sealed by an earlier build with the same server key still opens: the layout and
+    /// the key derivation are part of the contract between broker processes and releases.
+    #[test]
+    fn a_pinned_token_still_opens() {
+        let r = ring(1);
+        let claims = SessionClaims {
+            sub: "root".into(),
+            acct: "123456789012".into(),
+            akid: "ASIAEXAMPLEEXAMPLE12".into(),
+            pk: "AKIAPARENT".into(),
+            iat: t(1_000),
+            nbf: t(1_000),
+            exp: t(1_900),
+            mfa: Some(MfaContext {
+                serial: "arn:aws:iam::123456789012:mfa/root".into(),
+                auth_time: t(1_000),
+            }),
+        };
+        let token =
+            KeyRing::seal("k1", r.keys.get("k1").unwrap(), &claims, [7; NONCE_LEN]).unwrap();
+        assert_eq!(token, PINNED_TOKEN);
+        let (opened, secret) = r
+            .verify("ASIAEXAMPLEEXAMPLE12", PINNED_TOKEN, t(1_100))
+            .unwrap();
+        assert_eq!(opened, claims);
+        assert_eq!(secret.as_str(), "oC4s/Z2Ao7VQNAXK/+/YEtGzI7kpoGuhPWhTj5SE");
+    }
+
+    /// Opened independently with Python's `cryptography` (HKDF-SHA256 as RFC 5869 defines it
+    /// with the salt and info above, then `AESGCM` with the header as associated data); its
+    /// plaintext is the claims above as JSON, padded with spaces to 512 bytes.
+    const PINNED_TOKEN: &str = "AgJrMQcHBwcHBwcHBwcHB55dIUk9ipjbfD8YAildd0Z/4CFYT/1ISEOC+PV7KCG4S28kQbHHH2UsKfJfsREYqfG2hMsH02KrZUxPICBRyT9hr/lWVIYn/b003HVH+bzNfS2Ywqwy+AN3KYB/DoYV3hjE3XwEzaxB+sJOuRh+nnbv9JKYyEYRytT9KsyyZHZFmMDFhtuwdKxGCA1hHrwfI/VyZHHLdTcq09EDUJL4tA8p40HHCyuBlt0EZbxeUnJ0tu+nR3a5x4FkuEdhfCa1GA3vh4iwb0CMVErQT7fDyjIGvyf2HCcgWk55eBBEh/4J8+AiOmYjTtfH4YR8vCBDMbVMBTBdUGeq/G7UlBrJCAWVHaekBV8oEP/hDqRb6TZnQRn5rxnxepcSH0Y2ck8xcYJFWUx2cOklPzoQgIeV8JOagCa2Xt3IdlklBId8BuVNtsJFooiOSZUhcQlMA1GAHgn5GgcBJG6r70W5JrbmvW1pJSTz/S7BhJVYNl44WAx9xCkx18diEcb7PSo/zk2BHEUvSg+Yemhzki8ctTdhiDMWoSnEyZg5fUayUhvBh+/GhkJBfS9aTJXMponuSlBVf+Djs+iBDFzHQiJG2DKKaIT5uJsjW/DwexRWBqfB7RGuZt0o+I7M9A1fXEnZpjT3IlF+/erCnzVIBY5oceTwzcvOxUgse4vIIU+ggn9risjLo060fMkcQMdhEwjA3N255A==";
 
     #[test]
     fn an_empty_ring_mints_nothing_and_refuses_every_token() {

@@ -193,6 +193,11 @@ impl Api {
         });
         if parts.method == Method::POST && is_form {
             params.extend_from_form(&body).map_err(sts_err)?;
+        } else if !body.is_empty() && params.get("Action").is_some() {
+            // Content-Type is often unsigned (curl --aws-sigv4 never signs it), so a body
+            // dropped because of it would let anyone on the path strip signed parameters such
+            // as TokenCode from an API call (`docs/sts-wire-contract.md#parameter-decoding`).
+            return Err(sts_err(ApiError::UnreadBody));
         }
         let Some(action) = params.get("Action") else {
             let location = if query.is_empty() {

@@ -379,12 +379,11 @@ impl AuditSink {
                             Err(_) => break,
                         }
                     }
-                    if let Err(e) = log.append(&batch) {
+                    if let Err(e) = log.append(batch.iter().map(String::as_str)) {
                         tracing::error!(error = %e, "cannot write the gate's audit log");
                     }
                     batch.clear();
                 }
-                let _ = log.flush();
             })?;
         Ok(Self { lines: Some(tx) })
     }

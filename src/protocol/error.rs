@@ -63,6 +63,9 @@ pub(crate) enum ApiError {
     /// A malformed or incomplete SigV4 authorization.
     #[error("{0}")]
     IncompleteSignature(String),
+    /// A presigned URL used after its `X-Amz-Expires`.
+    #[error("{0}")]
+    RequestExpired(String),
     /// Unknown action, or an action not in the given version.
     #[error("Could not find operation {action} for version {version}")]
     InvalidAction {
@@ -80,6 +83,18 @@ pub(crate) enum ApiError {
     /// Form encoding that cannot be decoded.
     #[error("The query string contains a syntax error.")]
     MalformedQueryString,
+    /// A parameter given more than once, in the query string, the body or both
+    /// (`docs/sts-wire-contract.md#parameter-decoding`).
+    #[error(
+        "The parameter '{0}' is given more than once; give each parameter once, in the query string or in the form body."
+    )]
+    DuplicateParameter(String),
+    /// A body that would not be read as parameters, sent with an API call
+    /// (`docs/sts-wire-contract.md#parameter-decoding`).
+    #[error(
+        "The request body is not read: only a POST with Content-Type application/x-www-form-urlencoded carries parameters in its body. Send the parameters in the query string or in such a body."
+    )]
+    UnreadBody,
     /// The caller may not do this, or MFA failed; the text says which.
     #[error("{0}")]
     AccessDenied(Cow<'static, str>),
@@ -147,10 +162,13 @@ impl ApiError {
             Self::ExpiredToken => "ExpiredToken",
             Self::SignatureDoesNotMatch(_) => "SignatureDoesNotMatch",
             Self::IncompleteSignature(_) => "IncompleteSignature",
+            Self::RequestExpired(_) => "RequestExpired",
             Self::InvalidAction { .. } => "InvalidAction",
             Self::ValidationError(_) => "ValidationError",
             Self::MalformedInput(_) => "MalformedInput",
             Self::MalformedQueryString => "MalformedQueryString",
+            Self::DuplicateParameter(_) => "InvalidQueryParameter",
+            Self::UnreadBody => "InvalidQueryParameter",
             Self::AccessDenied(_) => "AccessDenied",
             Self::NoSuchEntity(_) => "NoSuchEntity",
             Self::EntityAlreadyExists(_) => "EntityAlreadyExists",
@@ -175,9 +193,12 @@ impl ApiError {
             | Self::AccessDenied(_)
             | Self::InvalidAuthenticationCode => StatusCode::FORBIDDEN,
             Self::IncompleteSignature(_)
+            | Self::RequestExpired(_)
             | Self::InvalidAction { .. }
             | Self::ValidationError(_)
             | Self::MalformedInput(_)
+            | Self::DuplicateParameter(_)
+            | Self::UnreadBody
             | Self::InvalidInput(_) => StatusCode::BAD_REQUEST,
             // AWS's common-errors table gives MalformedQueryString a 404
             // (https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html).
@@ -326,6 +347,7 @@ impl From<crate::sigv4::SigV4Error> for ApiError {
             crate::sigv4::SigV4ErrorKind::SignatureDoesNotMatch => {
                 Self::SignatureDoesNotMatch(e.to_string())
             }
+            crate::sigv4::SigV4ErrorKind::RequestExpired => Self::RequestExpired(e.to_string()),
         }
     }
 }

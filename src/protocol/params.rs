@@ -1,6 +1,9 @@
 //! The AWS Query protocol's parameters: `application/x-www-form-urlencoded` pairs from the
-//! query string and the body. The first occurrence of a name wins; unknown names are ignored
-//! by the handlers (`docs/sts-wire-contract.md#front-door`).
+//! query string and the body. Each name may be given once, in the query string or in the body:
+//! AWS lets the first occurrence win, but the canonical query a signature covers is sorted, so
+//! the "first" of two values is chosen by whoever can reorder the query, not by the signer; the
+//! broker refuses the request instead (`docs/sts-wire-contract.md#parameter-decoding`). Unknown
+//! names are ignored by the handlers (`docs/sts-wire-contract.md#front-door`).
 
 use super::error::ApiError;
 
@@ -21,7 +24,8 @@ impl std::fmt::Debug for Params {
 
 impl Params {
     /// Parses one form-encoded string (`+` is a space, `%XX` a byte) and appends its pairs.
-    /// Malformed escapes or non-UTF-8 text are refused.
+    /// Malformed escapes or non-UTF-8 text are refused, and so is a name already given (in this
+    /// string or an earlier one).
     pub(crate) fn extend_from_form(&mut self, form: &[u8]) -> Result<(), ApiError> {
         for part in form.split(|b| *b == b'&') {
             if part.is_empty() {
@@ -34,12 +38,16 @@ impl Params {
                 ),
                 None => (part, &[][..]),
             };
-            self.pairs.push((decode(name)?, decode(value)?));
+            let name = decode(name)?;
+            if self.get(&name).is_some() {
+                return Err(ApiError::DuplicateParameter(name));
+            }
+            self.pairs.push((name, decode(value)?));
         }
         Ok(())
     }
 
-    /// The first value given for `name`.
+    /// The value given for `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
@@ -74,12 +82,40 @@ mod tests {
     }
 
     #[test]
-    fn first_occurrence_wins_and_missing_value_is_empty() {
-        let p = parse("A=1&A=2&B&&C=").unwrap();
+    fn missing_value_is_empty() {
+        let p = parse("A=1&B&&C=").unwrap();
         assert_eq!(p.get("A"), Some("1"));
         assert_eq!(p.get("B"), Some(""));
         assert_eq!(p.get("C"), Some(""));
         assert_eq!(p.get("D"), None);
+    }
+
+    /// However it is spelled, and wherever the first one came from.
+    #[test]
+    fn a_name_given_twice_is_refused() {
+        for form in [
+            "A=1&A=2",
+            "A=1&A=1",
+            "A&A",
+            "%41=1&A=2",
+            "=1&=2",
+            "A=1&B=2&A",
+        ] {
+            assert!(
+                matches!(parse(form), Err(ApiError::DuplicateParameter(_))),
+                "{form}"
+            );
+        }
+        assert_eq!(
+            parse("Action=x&Version=y&Action=z").err(),
+            Some(ApiError::DuplicateParameter("Action".into()))
+        );
+        let mut p = parse("Action=GetSessionToken").unwrap();
+        assert_eq!(
+            p.extend_from_form(b"TokenCode=1&Action=GetCallerIdentity"),
+            Err(ApiError::DuplicateParameter("Action".into()))
+        );
+        assert!(p.extend_from_form(b"SerialNumber=s").is_ok());
     }
 
     #[test]

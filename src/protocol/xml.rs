@@ -4,9 +4,35 @@
 
 use std::fmt::Write as _;
 
-/// Escapes text for an XML element body or attribute.
+/// Whether `c` may appear in an XML 1.0 document at all (the `Char` production,
+/// https://www.w3.org/TR/xml/#charsets). A Rust `char` is never a surrogate, so what is left out
+/// is the C0 controls other than tab, line feed and carriage return, and U+FFFE and U+FFFF.
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Escapes text for an XML element body: the five predefined entities, a carriage return as a
+/// character reference (a parser would turn a literal one into a line feed), and every
+/// character XML 1.0 does not allow replaced by U+FFFD. No character reference can stand for
+/// those (`&#x1;` is not well-formed either), and the text is only ever shown back to its
+/// sender, so replacing them loses nothing a client could use.
 pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains(['<', '>', '&', '"', '\'']) {
+    escape_with(text, false)
+}
+
+/// [`escape`] for an attribute value, where a parser would also turn a tab or a line feed into
+/// a space unless it is a character reference.
+pub(crate) fn escape_attribute(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_with(text, true)
+}
+
+fn escape_with(text: &str, attribute: bool) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| {
+        is_xml_char(c)
+            && !matches!(c, '<' | '>' | '&' | '"' | '\'' | '\r')
+            && !(attribute && matches!(c, '\t' | '\n'))
+    };
+    if text.chars().all(plain) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
@@ -17,6 +43,10 @@ pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
             '&' => out.push_str("&amp;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            '\r' => out.push_str("&#xD;"),
+            '\t' if attribute => out.push_str("&#x9;"),
+            '\n' if attribute => out.push_str("&#xA;"),
+            c if !is_xml_char(c) => out.push(char::REPLACEMENT_CHARACTER),
             c => out.push(c),
         }
     }
@@ -48,7 +78,7 @@ impl XmlWriter {
         match namespace {
             // Writing to a String cannot fail.
             Some(ns) => {
-                let _ = writeln!(self.out, "<{name} xmlns=\"{}\">", escape(ns));
+                let _ = writeln!(self.out, "<{name} xmlns=\"{}\">", escape_attribute(ns));
             }
             None => {
                 let _ = writeln!(self.out, "<{name}>");
@@ -124,6 +154,44 @@ mod tests {
     fn escapes_the_five_characters() {
         assert_eq!(escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&apos;");
         assert!(matches!(escape("plain"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(
+            escape("été\ttab\nline"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    /// Every output is XML 1.0 text, whatever the input: the controls XML forbids become U+FFFD,
+    /// a carriage return survives as a reference, and in attributes tab and line feed too.
+    #[test]
+    fn characters_xml_forbids_are_replaced() {
+        assert_eq!(
+            escape("a\u{0}b\u{1}c\u{1b}d\u{7f}e\u{fffe}f\u{ffff}g"),
+            "a\u{fffd}b\u{fffd}c\u{fffd}d\u{7f}e\u{fffd}f\u{fffd}g"
+        );
+        assert_eq!(escape("a\rb\tc\nd"), "a&#xD;b\tc\nd");
+        assert_eq!(escape_attribute("a\rb\tc\nd<"), "a&#xD;b&#x9;c&#xA;d&lt;");
+        assert_eq!(
+            escape("\u{10000}\u{d7ff}\u{e000}"),
+            "\u{10000}\u{d7ff}\u{e000}"
+        );
+        for c in [
+            '\u{0}', '\u{8}', '\u{b}', '\u{c}', '\u{e}', '\u{1f}', '\u{fffe}', '\u{ffff}',
+        ] {
+            assert!(!is_xml_char(c), "{c:?}");
+            assert_eq!(escape(&c.to_string()), "\u{fffd}");
+        }
+    }
+
+    #[test]
+    fn a_leaf_with_any_text_is_xml() {
+        let mut w = XmlWriter::new();
+        w.open_ns("R", Some("n\u{1}s"))
+            .leaf("M", "x\u{2}<y")
+            .close("R");
+        assert_eq!(
+            w.finish(),
+            "<R xmlns=\"n\u{fffd}s\">\n  <M>x\u{fffd}&lt;y</M>\n</R>\n"
+        );
     }
 
     /// The layout of `docs/sts-wire-contract.md#success-body`, byte for byte.

@@ -39,6 +39,10 @@ pub(crate) use parse::parse;
 pub(crate) use scope::{ScopePolicy, check_scope_and_time};
 pub(crate) use verify::{derive_signing_key, verify_signature};
 
+/// The longest validity of a presigned URL, seven days
+/// (`docs/sts-wire-contract.md#sigv4-presigned-expiry`).
+pub(crate) const MAX_EXPIRES_SECS: i64 = 7 * 24 * 3600;
+
 /// The only algorithm SigV4 defines for HMAC signing.
 pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// The fixed last element of every credential scope.
@@ -175,6 +179,8 @@ pub(crate) struct SignedRequest {
     pub date: date::AmzDate,
     /// X-Amz-Security-Token header or query parameter.
     pub security_token: Option<String>,
+    /// Presigned form: `X-Amz-Expires`, 1 to 604800 seconds, when the URL carries one.
+    pub expires_secs: Option<i64>,
 }
 
 /// Redacts the session token.
@@ -186,6 +192,7 @@ impl fmt::Debug for SignedRequest {
             .field("signed_headers", &self.signed_headers)
             .field("signature", &hex::encode(self.signature))
             .field("date", &self.date.basic())
+            .field("expires_secs", &self.expires_secs)
             .field(
                 "security_token",
                 &self.security_token.as_ref().map(|_| "<redacted>"),

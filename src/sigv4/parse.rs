@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use super::date::AmzDate;
 use super::{
-    ALGORITHM, AuthForm, CredentialScope, HttpRequest, MissingAuthorizationParts,
+    ALGORITHM, AuthForm, CredentialScope, HttpRequest, MAX_EXPIRES_SECS, MissingAuthorizationParts,
     MissingQueryParams, SigV4Error, SignedRequest, percent,
 };
 
@@ -111,7 +111,26 @@ fn parse_header_form(req: &HttpRequest<'_>, value: &[u8]) -> Result<SignedReques
     })
 }
 
+/// The query parameters of the presigned form, each of which may be given once.
+const PRESIGNED_PARAMS: [&str; 7] = [
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Signature",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-Security-Token",
+];
+
 fn parse_presigned(req: &HttpRequest<'_>) -> Result<Option<SignedRequest>, SigV4Error> {
+    for name in PRESIGNED_PARAMS {
+        let given = percent::raw_pairs(req.query)
+            .filter(|(n, _)| *percent::decode_form(n) == *name.as_bytes())
+            .count();
+        if given > 1 {
+            return Err(SigV4Error::RepeatedQueryParam { name });
+        }
+    }
     let param = |name: &str| {
         percent::query_param(req.query, name)
             .filter(|v| !v.is_empty())
@@ -138,15 +157,43 @@ fn parse_presigned(req: &HttpRequest<'_>) -> Result<Option<SignedRequest>, SigV4
         return Ok(None);
     }
     let security_token = query_token(req).or_else(|| header_token(req));
-    finish(Fields {
+    let mut signed = finish(Fields {
         form: AuthForm::Presigned,
         credential: &credential,
         signed_headers: &signed_headers,
         signature: &signature,
         date: DateSource::AmzDate(&date),
         security_token,
-    })
-    .map(Some)
+    })?;
+    signed.expires_secs = percent::query_param(req.query, "X-Amz-Expires")
+        .map(|v| parse_expires(&v))
+        .transpose()?;
+    Ok(Some(signed))
+}
+
+/// `X-Amz-Expires`: an integer from 1 to 604800 (seven days), optionally signed, leading zeros
+/// allowed (`docs/sts-wire-contract.md#sigv4-presigned-expiry`).
+fn parse_expires(value: &[u8]) -> Result<i64, SigV4Error> {
+    let (negative, digits) = match value.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, value),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(SigV4Error::ExpiresNotANumber);
+    }
+    let significant = digits
+        .iter()
+        .skip_while(|d| **d == b'0')
+        .fold(0_i64, |n, d| {
+            n.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+        });
+    match (negative, significant) {
+        (_, 0) => Err(SigV4Error::ExpiresZero),
+        (true, _) => Err(SigV4Error::ExpiresNegative),
+        (false, n) if n > MAX_EXPIRES_SECS => Err(SigV4Error::ExpiresOverAWeek),
+        (false, n) => Ok(n),
+    }
 }
 
 fn lossy(bytes: &[u8]) -> Cow<'_, str> {
@@ -193,6 +240,7 @@ fn finish(fields: Fields<'_>) -> Result<SignedRequest, SigV4Error> {
         signature,
         date,
         security_token: fields.security_token,
+        expires_secs: None,
     })
 }
 

@@ -1,8 +1,9 @@
 //! Policy checks that need no key: clock skew and credential scope.
 //!
 //! They run before the secret is looked up so that stale, early or misdirected requests cost
-//! no store access. Skew is checked first, as AWS does (dacut/scratchstack-aws-signature's
-//! error-ordering rules 10-13); every failing scope clause is then reported at once.
+//! no store access. A presigned URL's own expiry is checked first, then skew, as AWS does
+//! (dacut/scratchstack-aws-signature's error-ordering rules 10-13); every failing scope clause
+//! is then reported at once.
 
 use crate::time::UnixTime;
 
@@ -19,13 +20,14 @@ pub(crate) struct ScopePolicy<'a> {
     pub max_skew_secs: i64,
 }
 
-/// Terminator, service, region (from the allowed set, which may contain "" for botocore's
-/// region_name=''), scope date == first 8 chars of the request date, and ±skew against now.
+/// A presigned URL's `X-Amz-Expires`, ±skew against now, then terminator, service, region (from
+/// the allowed set, which may contain "" for botocore's region_name=''), and scope date == first
+/// 8 chars of the request date.
 ///
 /// # Errors
 ///
-/// [`SigV4Error::SignatureExpired`], [`SigV4Error::SignatureNotYetCurrent`] or
-/// [`SigV4Error::CredentialScope`].
+/// [`SigV4Error::PresignedUrlExpired`], [`SigV4Error::SignatureExpired`],
+/// [`SigV4Error::SignatureNotYetCurrent`] or [`SigV4Error::CredentialScope`].
 pub(crate) fn check_scope_and_time(
     signed: &SignedRequest,
     policy: &ScopePolicy<'_>,
@@ -33,6 +35,15 @@ pub(crate) fn check_scope_and_time(
 ) -> Result<(), SigV4Error> {
     let skew = policy.max_skew_secs.max(0);
     let request = signed.date.unix();
+    // A presigned URL is good for X-Amz-Expires seconds from its date: `[date, date + expires)`
+    // on the signer's clock, with the skew below still bounding both ends
+    // (`docs/sts-wire-contract.md#sigv4-presigned-expiry`). Its own limit is checked first,
+    // being the more specific answer.
+    if let Some(expires) = signed.expires_secs
+        && now_unix >= request.saturating_add(expires)
+    {
+        return Err(SigV4Error::PresignedUrlExpired);
+    }
     let earliest = now_unix.saturating_sub(skew);
     if request < earliest {
         return Err(SigV4Error::SignatureExpired {

@@ -78,6 +78,10 @@ pub enum StoreError {
     /// The writer thread is gone (shutting down).
     #[error("the store is shut down")]
     Closed,
+    /// The audit line an answer depends on could not be made durable (the audit log cannot be
+    /// written); the answer must not be given.
+    #[error("the audit log cannot be written")]
+    AuditUnavailable,
     /// The data dir cannot be used.
     #[error("data dir: {0}")]
     DataDir(String),
@@ -94,6 +98,7 @@ impl StoreError {
                 | Self::Random(_)
                 | Self::Corrupt(_)
                 | Self::Closed
+                | Self::AuditUnavailable
                 | Self::DataDir(_)
         )
     }

@@ -42,7 +42,8 @@ use crate::time::UnixTime;
 use index::Followed;
 use open::AccountMeta;
 use seal::Sealer;
-use writer::{Completion, Job, WriteCtx, Writer};
+pub(crate) use writer::RequiredLine;
+use writer::{HeldLines, Job, Ran, WriteCtx, Writer};
 
 /// Idle read-only connections kept for listings.
 const IDLE_READERS: usize = 4;
@@ -111,6 +112,7 @@ impl Store {
             clock: options.clock,
             index,
             audit: options.audit,
+            held: HeldLines::default(),
             poll: options.poll,
         };
         let (tx, rx) = std::sync::mpsc::channel();
@@ -202,33 +204,44 @@ impl Store {
             .map_err(|_| StoreError::Closed)
     }
 
-    /// A write job whose outcome (after the commit) goes to `reply`.
+    /// A write job whose outcome (after the commit) goes to `reply`; `audit` chooses, from the
+    /// operation's result, the audit line its answer depends on.
     fn job<T: Send + 'static>(
         op: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
-        audit_on_success: Option<String>,
+        audit: impl FnOnce(&T) -> Option<RequiredLine> + Send + 'static,
         reply: impl FnOnce(Result<T, StoreError>) + Send + 'static,
     ) -> Job {
-        let run = Box::new(move |ctx: &mut WriteCtx<'_>| {
+        Job::Write(Box::new(move |ctx: &mut WriteCtx<'_>| {
             let result = op(ctx);
-            let ok = result.is_ok();
-            let complete: Completion = Box::new(move |committed| reply(committed.and(result)));
-            (ok, complete)
-        });
-        Job::Write {
-            run,
-            audit_on_success,
-        }
+            let line = result.as_ref().ok().and_then(audit);
+            Ran {
+                ok: result.is_ok(),
+                audit: line,
+                complete: Box::new(move |committed| reply(committed.and(result))),
+            }
+        }))
     }
 
     /// Runs `op` in the next group commit; returns once its writes are durable and indexed.
-    /// `audit_on_success` is appended to the audit log before the answer when `op` succeeds.
+    /// When `op` succeeds and `audit_on_success` is given, that line is durable in the audit log
+    /// before the answer, or the answer is [`StoreError::AuditUnavailable`] (the write stays
+    /// committed; the line's `if_refused` is recorded instead).
     pub(crate) async fn write<T: Send + 'static>(
         &self,
-        audit_on_success: Option<String>,
+        audit_on_success: Option<RequiredLine>,
         op: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_audited(op, move |_| audit_on_success).await
+    }
+
+    /// [`Store::write`] whose audit line depends on what `op` returned (none: no line).
+    pub(crate) async fn write_audited<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
+        audit: impl FnOnce(&T) -> Option<RequiredLine> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Self::job(op, audit_on_success, move |r| {
+        self.send(Self::job(op, audit, move |r| {
             let _ = tx.send(r);
         }))?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -242,27 +255,30 @@ impl Store {
         op: impl FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.send(Self::job(op, None, move |r| {
-            let _ = tx.send(r);
-        }))?;
+        self.send(Self::job(
+            op,
+            |_| None,
+            move |r| {
+                let _ = tx.send(r);
+            },
+        ))?;
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
-    /// Appends an audit line without waiting.
+    /// Appends an audit line without waiting. If the audit log cannot take it, the writer holds
+    /// it and writes it once the log works again.
     pub(crate) fn audit(&self, line: String) {
-        if self.send(Job::Audit { line, done: None }).is_err() {
+        if self.send(Job::Audit(line)).is_err() {
             tracing::error!("audit line dropped: the store is shut down");
         }
     }
 
-    /// Appends an audit line and waits until it is written.
-    pub(crate) async fn audit_and_wait(&self, line: String) -> Result<(), StoreError> {
+    /// Appends an audit line and waits until it is durable; if it cannot be,
+    /// [`StoreError::AuditUnavailable`], and the line's `if_refused` is recorded instead.
+    pub(crate) async fn audit_and_wait(&self, line: RequiredLine) -> Result<(), StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Job::Audit {
-            line,
-            done: Some(tx),
-        })?;
-        rx.await.map_err(|_| StoreError::Closed)
+        self.send(Job::AuditRequired { line, done: tx })?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Stops the writer after the queued jobs and waits for it.
@@ -391,6 +407,90 @@ mod tests {
         .unwrap();
         assert!(bootstrap.is_some());
         store
+    }
+
+    /// A store whose audit log is `<dir>/audit.log`, a link to `/dev/full` (every write fails
+    /// with ENOSPC) until the test removes it.
+    #[cfg(target_os = "linux")]
+    fn open_with_full_audit_log(dir: &Path) -> Store {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join("audit.log");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let (store, _) = Store::open(
+            dir,
+            StoreOptions {
+                load_index: true,
+                audit: AuditLog::open(&crate::audit::AuditTarget::File(path)).unwrap(),
+                poll: Duration::from_millis(20),
+                clock: Arc::new(ManualClock::new(1_700_000_000)),
+            },
+        )
+        .unwrap();
+        store
+    }
+
+    fn required(name: &str) -> RequiredLine {
+        RequiredLine {
+            line: format!("{{\"{name}\":\"issued\"}}"),
+            if_refused: format!("{{\"{name}\":\"refused\"}}"),
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_unwritable_audit_log_refuses_what_needs_its_line_and_holds_the_rest() {
+        let dir = scratch("audit-full");
+        let store = open_with_full_audit_log(&dir);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // A write that needs its line: committed (it cannot be undone), but refused.
+        let refused = runtime.block_on(store.write(Some(required("write")), |w| {
+            ops::create_user(w, "carol", "/")
+        }));
+        assert!(
+            matches!(refused, Err(StoreError::AuditUnavailable)),
+            "{refused:?}"
+        );
+        assert!(store.index().unwrap().user_by_name("carol").is_some());
+        // A line nobody waits for is taken; one a caller waits for is refused.
+        store.audit("{\"free\":1}".to_owned());
+        let waited = runtime.block_on(store.audit_and_wait(required("wait")));
+        assert!(matches!(waited, Err(StoreError::AuditUnavailable)));
+        // A write without a line, and a failed write's line, need nothing.
+        store
+            .write_blocking(|w| ops::create_user(w, "dave", "/"))
+            .unwrap();
+        let failed = runtime.block_on(store.write(Some(required("never")), |w| {
+            ops::create_user(w, "dave", "/")
+        }));
+        assert!(matches!(failed, Err(StoreError::UserExists(_))));
+        // Room again: the outage, then what was held, in order, then new lines.
+        std::fs::remove_file(dir.join("audit.log")).unwrap();
+        eventually(|| std::fs::read_to_string(dir.join("audit.log")).is_ok_and(|t| !t.is_empty()));
+        runtime
+            .block_on(store.audit_and_wait(required("after")))
+            .unwrap();
+        let text = std::fs::read_to_string(dir.join("audit.log")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        let outage: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(outage["action"], "AuditLogUnavailable");
+        assert_eq!(outage["since"], "2023-11-14T22:13:20Z");
+        assert_eq!(outage["held_lines"], 3);
+        assert_eq!(outage["dropped_lines"], 0);
+        assert_eq!(
+            lines[1..],
+            [
+                "{\"write\":\"refused\"}",
+                "{\"free\":1}",
+                "{\"wait\":\"refused\"}",
+                "{\"after\":\"issued\"}"
+            ]
+        );
+        store.close();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn eventually(mut probe: impl FnMut() -> bool) {

@@ -1,10 +1,18 @@
 //! The single writer: one thread owns the read-write SQLite connection and applies jobs in
 //! batches, one transaction per batch (group commit: one fsync for many requests). Each job runs
 //! in its own savepoint, so a refused job leaves the others' writes intact. After the commit the
-//! writer brings the index up to date from `change_log`, appends the batch's audit lines, and
-//! only then answers the jobs: a caller never sees success for a write that is not durable, nor
-//! an index behind it.
+//! writer brings the index up to date from `change_log`, appends the batch's audit lines and
+//! makes them durable (one more fsync for the batch), and only then answers the jobs: a caller
+//! never sees success for a write that is not durable, nor an index behind it, nor an answer
+//! whose audit line is not on disk.
+//!
+//! When the audit log cannot be written, a job whose answer depends on its line (issued
+//! credentials) is refused with [`StoreError::AuditUnavailable`] and the line saying so is held
+//! instead; lines nobody waits for are held as they are. Held lines (at most
+//! [`MAX_HELD_LINES`]) are written, after a line recording the outage, as soon as the log can be
+//! written again: by the next batch, or by the idle loop (README.md, audit log).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -14,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior};
 use super::error::StoreError;
 use super::index::{ChangeCursor, Changed, Followed, Index};
 use super::seal::Sealer;
-use crate::audit::AuditLog;
+use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::clock::SharedClock;
 use crate::time::UnixTime;
 
@@ -24,27 +32,48 @@ const MAX_BATCH: usize = 512;
 const CHANGE_LOG_RETENTION_SECS: i64 = 24 * 3600;
 /// Idle polls between two prunings of `change_log`.
 const POLLS_PER_PRUNE: u32 = 600;
+/// Most audit lines held while the audit log cannot be written (a few MB); beyond, lines are
+/// counted and dropped, and the count is recorded once the log works again.
+pub(crate) const MAX_HELD_LINES: usize = 10_000;
 
-/// Called once the job's fate is known: `Ok` when its writes are committed.
+/// Called once the job's fate is known: `Ok` when its writes are committed (and its audit line,
+/// if it has one, is durable).
 pub(crate) type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// A write: runs inside a savepoint; says whether it succeeded and how to answer.
-pub(crate) type WriteFn = Box<dyn FnOnce(&mut WriteCtx<'_>) -> (bool, Completion) + Send>;
+/// A write: runs inside a savepoint; says how it went and how to answer.
+pub(crate) type WriteFn = Box<dyn FnOnce(&mut WriteCtx<'_>) -> Ran + Send>;
+
+/// What a write job did inside its savepoint.
+pub(crate) struct Ran {
+    /// The write succeeded; its savepoint is kept.
+    pub(crate) ok: bool,
+    /// The audit line the answer depends on, when `ok`.
+    pub(crate) audit: Option<RequiredLine>,
+    /// How to answer.
+    pub(crate) complete: Completion,
+}
+
+/// An audit line that a caller's answer depends on.
+#[derive(Clone, Debug)]
+pub(crate) struct RequiredLine {
+    /// The line recording what the caller is about to answer (credentials issued, say).
+    pub(crate) line: String,
+    /// The line held instead when `line` cannot be made durable and the caller is refused.
+    pub(crate) if_refused: String,
+}
 
 /// Work for the writer thread.
 pub(crate) enum Job {
-    /// Run a write; append `audit_on_success` only if it succeeded and was committed.
-    Write {
-        /// The write.
-        run: WriteFn,
-        /// Audit line written after the commit when the write succeeded.
-        audit_on_success: Option<String>,
-    },
-    /// Append an audit line; `done` is answered once it is flushed.
-    Audit {
-        /// One JSON line, without the newline.
-        line: String,
-        /// Answered after the flush.
-        done: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Run a write.
+    Write(WriteFn),
+    /// Append an audit line nobody waits for (held if the log cannot be written).
+    Audit(String),
+    /// Append an audit line and answer `done` once it is durable, or with
+    /// [`StoreError::AuditUnavailable`].
+    AuditRequired {
+        /// The line, and what to hold instead.
+        line: RequiredLine,
+        /// Answered after the batch's append.
+        done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
     },
 }
 
@@ -99,7 +128,42 @@ pub(crate) struct Writer {
     /// The index this process serves from, when it keeps one.
     pub(crate) index: Option<(Arc<Index>, ChangeCursor)>,
     pub(crate) audit: AuditLog,
+    /// Audit lines waiting for the log to work again.
+    pub(crate) held: HeldLines,
     pub(crate) poll: Duration,
+}
+
+/// Audit lines that could not be written yet, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct HeldLines {
+    lines: VecDeque<String>,
+    /// Lines lost because [`MAX_HELD_LINES`] were already held.
+    dropped: u64,
+    /// When the first unwritten line failed.
+    since: Option<UnixTime>,
+}
+
+impl HeldLines {
+    fn hold(&mut self, line: String) {
+        if self.lines.len() < MAX_HELD_LINES {
+            self.lines.push_back(line);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// Whether the audit log has failed since it last took everything.
+    fn failing(&self) -> bool {
+        self.since.is_some()
+    }
+}
+
+/// Who waits for an audit line of the batch.
+enum Waiter {
+    /// The write job at this index of the batch's completions.
+    Write(usize),
+    /// An audit job.
+    Audit(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
 }
 
 impl Writer {
@@ -123,7 +187,13 @@ impl Writer {
             }
             let first = match jobs.recv_timeout(self.poll) {
                 Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.held.failing() {
+                        // Nothing else to do: see whether the log works again.
+                        let _ = self.append_audit(&[]);
+                    }
+                    continue;
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut batch = vec![first];
@@ -135,8 +205,56 @@ impl Writer {
             }
             self.run_batch(batch);
         }
-        if let Err(e) = self.audit.flush() {
-            tracing::error!(error = %e, "flushing the audit log failed");
+        if self.held.failing() && self.append_audit(&[]).is_err() {
+            tracing::error!(
+                lost = self.held.lines.len() as u64 + self.held.dropped,
+                "shutting down with audit lines the audit log could not take; they are lost"
+            );
+        }
+    }
+
+    /// Appends the held lines (after a line recording their outage) and then `lines`, and
+    /// makes them durable. On failure every line stays unwritten: the caller decides what is
+    /// held.
+    fn append_audit(&mut self, lines: &[&str]) -> std::io::Result<()> {
+        let outage = self.held.since.map(|since| {
+            let mut e = AuditEvent::new(
+                self.clock.now(),
+                "audit-log",
+                &self.account_id,
+                "AuditLogUnavailable",
+                Outcome::Failure,
+            );
+            e.reason = Some("write_failed");
+            e.since = Some(since.iso8601());
+            e.held_lines = Some(self.held.lines.len() as u64);
+            e.dropped_lines = Some(self.held.dropped);
+            e.to_line()
+        });
+        let all = outage
+            .iter()
+            .map(String::as_str)
+            .chain(self.held.lines.iter().map(String::as_str))
+            .chain(lines.iter().copied());
+        match self.audit.append(all) {
+            Ok(()) => {
+                if let Some(since) = self.held.since.take() {
+                    tracing::warn!(
+                        since = %since.iso8601(),
+                        written = self.held.lines.len(),
+                        dropped = self.held.dropped,
+                        "the audit log is writable again; the lines held meanwhile are written"
+                    );
+                    self.held = HeldLines::default();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if self.held.since.is_none() {
+                    self.held.since = Some(self.clock.now());
+                }
+                Err(e)
+            }
         }
     }
 
@@ -189,22 +307,17 @@ impl Writer {
     }
 
     fn run_batch(&mut self, batch: Vec<Job>) {
-        let mut completions: Vec<(bool, Completion, Option<String>)> = Vec::new();
-        let mut audit_lines: Vec<String> = Vec::new();
-        let mut waiters = Vec::new();
         let mut writes = Vec::new();
+        let mut free_lines = Vec::new();
+        let mut awaited = Vec::new();
         for job in batch {
             match job {
-                Job::Write {
-                    run,
-                    audit_on_success,
-                } => writes.push((run, audit_on_success)),
-                Job::Audit { line, done } => {
-                    audit_lines.push(line);
-                    waiters.extend(done);
-                }
+                Job::Write(run) => writes.push(run),
+                Job::Audit(line) => free_lines.push(line),
+                Job::AuditRequired { line, done } => awaited.push((line, Waiter::Audit(done))),
             }
         }
+        let mut completions: Vec<(Completion, Option<RequiredLine>)> = Vec::new();
         let committed = if writes.is_empty() {
             Ok(())
         } else {
@@ -213,36 +326,92 @@ impl Writer {
         if committed.is_ok() && !completions.is_empty() {
             self.follow_or_log();
         }
-        for (ok, _, line) in &mut completions {
-            if *ok && committed.is_ok() {
-                audit_lines.extend(line.take());
+        // A write's line is due only once the write is committed.
+        if committed.is_ok() {
+            for (i, (_, line)) in completions.iter_mut().enumerate() {
+                if let Some(line) = line.take() {
+                    awaited.push((line, Waiter::Write(i)));
+                }
             }
         }
-        if let Err(e) = self.audit.append(&audit_lines) {
-            tracing::error!(error = %e, "writing the audit log failed");
+        let lines: Vec<&str> = free_lines
+            .iter()
+            .map(String::as_str)
+            .chain(awaited.iter().map(|(l, _)| l.line.as_str()))
+            .collect();
+        let was_failing = self.held.failing();
+        let dropped_before = self.held.dropped;
+        // While lines are held, every batch tries again, so that they are written as soon as
+        // possible even when the queue is never idle.
+        let durable = if lines.is_empty() && !was_failing {
+            Ok(())
+        } else {
+            self.append_audit(&lines)
+        };
+        let mut refused = vec![false; completions.len()];
+        // Reported when the outage starts and whenever it refuses a request; lines nobody
+        // waits for are held quietly in between.
+        if let Err(e) = &durable
+            && (!was_failing || !awaited.is_empty())
+        {
+            tracing::error!(
+                error = %e,
+                refused = awaited.len(),
+                held = self.held.lines.len() + free_lines.len() + awaited.len(),
+                "writing the audit log failed: requests that need their audit line are refused, \
+                 and the lines are held until the log can be written"
+            );
         }
-        for (_, complete, _) in completions {
+        if durable.is_err() {
+            for line in free_lines {
+                self.held.hold(line);
+            }
+        }
+        for (line, waiter) in awaited {
+            let answer = match &durable {
+                Ok(()) => Ok(()),
+                Err(_) => {
+                    self.held.hold(line.if_refused);
+                    Err(StoreError::AuditUnavailable)
+                }
+            };
+            match waiter {
+                Waiter::Write(i) => {
+                    if let Some(r) = refused.get_mut(i) {
+                        *r = answer.is_err();
+                    }
+                }
+                Waiter::Audit(done) => {
+                    let _ = done.send(answer);
+                }
+            }
+        }
+        if self.held.dropped > dropped_before {
+            tracing::error!(
+                dropped = self.held.dropped,
+                "audit lines dropped: more than {MAX_HELD_LINES} held"
+            );
+        }
+        for ((complete, _), refused) in completions.into_iter().zip(refused) {
             complete(match &committed {
+                Ok(()) if refused => Err(StoreError::AuditUnavailable),
                 Ok(()) => Ok(()),
                 Err(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
             });
-        }
-        for done in waiters {
-            let _ = done.send(());
         }
     }
 
     fn commit_writes(
         &mut self,
-        writes: Vec<(WriteFn, Option<String>)>,
-        completions: &mut Vec<(bool, Completion, Option<String>)>,
+        writes: Vec<WriteFn>,
+        completions: &mut Vec<(Completion, Option<RequiredLine>)>,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         // A job that never runs drops its reply channel; its caller then sees `Closed`.
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for (run, audit) in writes {
+        for run in writes {
             let sp = tx.savepoint()?;
             let mut ctx = WriteCtx {
                 conn: &sp,
@@ -250,16 +419,33 @@ impl Writer {
                 account_id: &self.account_id,
                 now,
             };
-            let (ok, complete) = run(&mut ctx);
-            if ok {
+            let ran = run(&mut ctx);
+            if ran.ok {
                 sp.commit()?;
             } else {
                 // Dropping a savepoint rolls it back: a refused job leaves nothing behind.
                 drop(sp);
             }
-            completions.push((ok, complete, audit));
+            completions.push((ran.complete, ran.audit.filter(|_| ran.ok)));
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_lines_are_bounded_and_count_what_they_drop() {
+        let mut held = HeldLines::default();
+        for i in 0..MAX_HELD_LINES + 5 {
+            held.hold(format!("{{\"n\":{i}}}"));
+        }
+        assert_eq!(held.lines.len(), MAX_HELD_LINES);
+        assert_eq!(held.dropped, 5);
+        // The oldest are kept: they are the ones an operator needs to see first.
+        assert_eq!(held.lines.front().map(String::as_str), Some("{\"n\":0}"));
     }
 }

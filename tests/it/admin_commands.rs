@@ -13,8 +13,7 @@ use crate::support::mfa::{
 use crate::support::process::run_admin;
 use crate::support::texts;
 use crate::support::{
-    Failure, PICKUP, TestBroker, assert_sdk_failure, eventually, fresh_dir, jwt_claims,
-    session_creds, wall_now,
+    Failure, PICKUP, TestBroker, assert_sdk_failure, eventually, fresh_dir, session_creds, wall_now,
 };
 
 const HW_SEED_1: &[u8] = b"12345678901234567890";
@@ -97,7 +96,7 @@ async fn hardware_tokens_imported_by_the_operator_are_enabled_and_used() {
         .await
         .unwrap();
     assert_eq!(
-        jwt_claims(&creds.session_token)["mfa"]["serial"],
+        b.session_seen(&session_creds(&creds)).mfa.unwrap().0,
         "GAHT12345678"
     );
     session_with_mfa(&b, &bob, &t2.serial, &t2.code_at(now, 0))
@@ -201,9 +200,9 @@ async fn root_mfa_is_enabled_only_by_the_operator_and_caps_the_session_at_an_hou
     })
     .await;
     assert_eq!(creds.expiration.secs(), now + 3600);
-    let claims = jwt_claims(&creds.session_token);
-    assert_eq!(claims["mfa"]["serial"], device.serial.as_str());
-    assert_eq!(claims["sub"], "root");
+    let seen = b.session_seen(&session_creds(&creds));
+    assert_eq!(seen.mfa.unwrap().0, device.serial);
+    assert_eq!(seen.arn, b.root_arn());
     assert_eq!(
         mfa_serials(&b, &b.root, None).await,
         [device.serial.as_str()]

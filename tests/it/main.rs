@@ -17,10 +17,13 @@ mod support;
 mod sts_get_caller_identity;
 mod sts_get_session_token;
 mod sts_session_credentials;
+mod sts_session_token;
 
 // SigV4 and the Query protocol.
 mod protocol_front_door;
 mod protocol_limits;
+mod protocol_parameters;
+mod protocol_xml;
 mod sigv4_header_form;
 mod sigv4_presigned;
 
@@ -43,6 +46,7 @@ mod gate_proxy;
 
 // Operators, records, restarts, the data dir, other clients, transports, hostile connections.
 mod admin_commands;
+mod audit_fail_closed;
 mod audit_log;
 mod data_dir_checks;
 mod durability;

@@ -15,10 +15,16 @@
 //!    device's failures, in one write before the credentials leave the broker; the store
 //!    refuses it if another process sharing it accepted it first, and the attempt then stays
 //!    a failure, audited as a replay only.
+//!
+//! Credentials are returned only once their audit line is durable; when it cannot be written
+//! the answer is `InternalFailure`, nothing is issued, and a line recording the refusal is held
+//! until the log works again (README.md, audit log). A code verified in such an attempt stays
+//! spent: its step is committed with the batch. Refusals are audited without waiting: they
+//! issue nothing, and their lines are held the same way when the log fails.
 
 use crate::api::RequestCtx;
 use crate::audit::{AuditEvent, Outcome};
-use crate::mfa::guard::{self, AttemptKey, MfaRefusal, Verdict, VerifyError};
+use crate::mfa::guard::{self, AttemptKey, GuardError, MfaRefusal, Verdict, VerifyError};
 use crate::mfa::is_u2f_arn;
 use crate::mfa::totp::{TokenCode, TotpStep};
 use crate::model::TotpDevice;
@@ -28,7 +34,7 @@ use crate::protocol::params::Params;
 use crate::protocol::validate::{Checks, is_serial_char, parse_int};
 use crate::protocol::xml::{XmlWriter, success_body};
 use crate::session::{MfaContext, SessionCredentials, SessionGrant};
-use crate::store::{StoreError, ops};
+use crate::store::{RequiredLine, StoreError, ops};
 
 /// Shortest session, seconds.
 const MIN_DURATION: i64 = 900;
@@ -141,7 +147,15 @@ pub(super) async fn handle(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
             let mut event = event(ctx, Outcome::Success, None, None);
             event.mfa_authenticated = Some(false);
             event.expiration = Some(creds.expiration.iso8601());
-            ctx.api.store.audit_and_wait(event.to_line()).await?;
+            let required = RequiredLine {
+                line: event.to_line(),
+                if_refused: unrecorded(ctx, None, false),
+            };
+            ctx.api
+                .store
+                .audit_and_wait(required)
+                .await
+                .map_err(|e| issue_failed(ctx, None, e))?;
             Ok(render(ctx, &creds))
         }
         MfaInput::Code { serial, code } => {
@@ -187,7 +201,7 @@ async fn with_mfa(
         let step = match replay.try_accept(serial, &candidates, totp.last_step).await {
             Ok(Some(step)) => step,
             Ok(None) => return Verdict::Refused(MfaRefusal::Replayed),
-            Err(e) => return Verdict::Unjudged(("mfa_backend_failure", ApiError::from(e))),
+            Err(e) => return Verdict::Unjudged(Unjudged::Guard(e)),
         };
         let mfa = MfaContext {
             serial: serial.to_owned(),
@@ -195,20 +209,23 @@ async fn with_mfa(
         };
         let creds = match mint(ctx, duration, Some(mfa)) {
             Ok(creds) => creds,
-            Err(e) => return Verdict::Unjudged(("internal_failure", e)),
+            Err(e) => return Verdict::Unjudged(Unjudged::Mint(e)),
         };
         let mut event = event(ctx, Outcome::Success, Some(serial), None);
         event.mfa_authenticated = Some(true);
         event.expiration = Some(creds.expiration.iso8601());
-        let line = event.to_line();
+        let required = RequiredLine {
+            line: event.to_line(),
+            if_refused: unrecorded(ctx, Some(serial), true),
+        };
         let serial_owned = serial.to_owned();
         // One group commit makes the step durable, clears the failures and writes the audit
-        // line, before the credentials are returned. A step another broker process recorded
-        // first fails the job, so that its success line is not written either.
+        // line (fsynced), before the credentials are returned. A step another broker process
+        // recorded first fails the job, so that its success line is not written either.
         let recorded = ctx
             .api
             .store
-            .write(Some(line), move |w| {
+            .write(Some(required), move |w| {
                 match ops::record_accepted_step(w, &serial_owned, step)? {
                     true => Ok(()),
                     false => Err(StoreError::InvalidCodes),
@@ -218,18 +235,31 @@ async fn with_mfa(
         match recorded {
             Ok(()) => Verdict::Accepted(creds),
             Err(StoreError::InvalidCodes) => Verdict::Refused(MfaRefusal::Replayed),
-            Err(e) => Verdict::Unjudged(("internal_failure", ApiError::from(e))),
+            Err(e) => Verdict::Unjudged(Unjudged::Store(e)),
         }
     })
     .await;
     match checked {
         Ok(creds) => Ok(render(ctx, &creds)),
         Err(VerifyError::Refused(refusal)) => Err(refuse_mfa(ctx, serial, refusal)),
-        Err(VerifyError::Guard(e)) => {
+        Err(VerifyError::Guard(e) | VerifyError::Unjudged(Unjudged::Guard(e))) => {
             Err(refuse(ctx, Some(serial), "mfa_backend_failure", e.into()))
         }
-        Err(VerifyError::Unjudged((reason, e))) => Err(refuse(ctx, Some(serial), reason, e)),
+        Err(VerifyError::Unjudged(Unjudged::Mint(e))) => {
+            Err(refuse(ctx, Some(serial), "internal_failure", e))
+        }
+        Err(VerifyError::Unjudged(Unjudged::Store(e))) => Err(issue_failed(ctx, Some(serial), e)),
     }
+}
+
+/// Why an MFA attempt ended before its outcome was settled.
+enum Unjudged {
+    /// The replay guard could not answer.
+    Guard(GuardError),
+    /// The credentials could not be minted.
+    Mint(ApiError),
+    /// The store could not record the step or its audit line.
+    Store(StoreError),
 }
 
 fn mint(
@@ -272,6 +302,24 @@ fn event<'a>(
     e.reason = reason;
     e.source_ip = Some(ctx.source_ip);
     e
+}
+
+/// The line recorded instead of a success whose own line could not be made durable: the
+/// request was answered `InternalFailure` and nothing was issued.
+fn unrecorded(ctx: &RequestCtx<'_>, serial: Option<&str>, mfa_verified: bool) -> String {
+    let mut e = event(ctx, Outcome::Failure, serial, Some("audit_log_unavailable"));
+    e.error_code = Some(ApiError::InternalFailure.code());
+    e.mfa_authenticated = Some(mfa_verified);
+    e.to_line()
+}
+
+/// The answer when the store could not make an issuance durable. The writer has recorded an
+/// audit log failure itself (the line of [`unrecorded`]); any other failure is audited here.
+fn issue_failed(ctx: &RequestCtx<'_>, serial: Option<&str>, e: StoreError) -> ApiError {
+    match e {
+        StoreError::AuditUnavailable => ApiError::from(e),
+        e => refuse(ctx, serial, "store_failure", ApiError::from(e)),
+    }
 }
 
 /// Audits a refusal and returns its error.

@@ -1,5 +1,5 @@
 //! Every failure with its exact AWS text and kind, plus the acceptance rules around them
-//! (lenient whitespace, unsigned extra headers, `Date` fallback, `X-Amz-Expires` ignored).
+//! (lenient whitespace, unsigned extra headers, `Date` fallback, `X-Amz-Expires` bounds).
 
 use super::super::date::AmzDate;
 use super::super::{
@@ -62,6 +62,8 @@ fn kinds_carry_aws_codes_and_statuses() {
         "SignatureDoesNotMatch"
     );
     assert_eq!(SigV4ErrorKind::SignatureDoesNotMatch.http_status(), 403);
+    assert_eq!(SigV4ErrorKind::RequestExpired.code(), "RequestExpired");
+    assert_eq!(SigV4ErrorKind::RequestExpired.http_status(), 400);
 }
 
 #[test]
@@ -151,6 +153,37 @@ fn incomplete_query_lists_each_missing_parameter() {
         parse_err(&req).to_string(),
         "AWS query-string parameters must include 'X-Amz-Signature'. AWS query-string parameters must include 'X-Amz-SignedHeaders'. AWS query-string parameters must include 'X-Amz-Date'. Re-examine the query-string parameters."
     );
+}
+
+#[test]
+fn a_presigned_parameter_given_twice_is_refused() {
+    let allowed = regions(&["us-east-1"]);
+    let url = signed_sts_request(T2026, true, Some("tok"));
+    for name in [
+        "X-Amz-Expires",
+        "X-Amz-Date",
+        "X-Amz-Security-Token",
+        "X-Amz-Signature",
+    ] {
+        let mut twice = url.clone();
+        let value = twice
+            .query
+            .split('&')
+            .find(|p| p.starts_with(&format!("{name}=")))
+            .unwrap()
+            .to_owned();
+        // Spelled differently, the name is the same once decoded.
+        twice.query = format!("{}&{}", twice.query, value.replacen("X-", "%58-", 1));
+        assert_error(
+            &sts_server(&allowed, T2026)
+                .authenticate(&twice)
+                .unwrap_err(),
+            SigV4ErrorKind::IncompleteSignature,
+            &format!(
+                "AWS query-string parameter '{name}' is given more than once. Re-examine the query-string parameters."
+            ),
+        );
+    }
 }
 
 #[test]
@@ -332,6 +365,7 @@ fn signed_at(
         signature: [0; 32],
         date: AmzDate::parse_basic(basic).unwrap(),
         security_token: None,
+        expires_secs: None,
     }
 }
 
@@ -539,7 +573,7 @@ fn unsigned_headers_do_not_matter() {
 }
 
 #[test]
-fn presigned_validity_is_the_skew_window_not_x_amz_expires() {
+fn presigned_validity_is_x_amz_expires_within_the_skew_window() {
     let allowed = regions(&["us-east-1"]);
     let url = signed_sts_request(T2026, true, Some("session-token-value"));
     assert!(url.query.contains("X-Amz-Expires=3600"));
@@ -548,11 +582,85 @@ fn presigned_validity_is_the_skew_window_not_x_amz_expires() {
         .unwrap()
         .unwrap();
     assert_eq!(ok.form, AuthForm::Presigned);
+    assert_eq!(ok.expires_secs, Some(3600));
     assert_eq!(ok.security_token.as_deref(), Some("session-token-value"));
+    // An hour asked for; the skew still ends it after 15 minutes.
     let err = sts_server(&allowed, T2026 + 1000)
         .authenticate(&url)
         .unwrap_err();
     assert!(matches!(err, SigV4Error::SignatureExpired { .. }), "{err}");
+    // Past its own expiry, a presigned request is expired, whatever the skew allows.
+    let mut short = signed_at(
+        "20260101T000000Z",
+        "20260101",
+        "us-east-1",
+        "sts",
+        "aws4_request",
+    );
+    short.form = AuthForm::Presigned;
+    short.expires_secs = Some(60);
+    assert!(check(&short, &["us-east-1"], 900, "20260101T000059Z").is_ok());
+    assert_error(
+        &check(&short, &["us-east-1"], 900, "20260101T000100Z").unwrap_err(),
+        SigV4ErrorKind::RequestExpired,
+        "Request has expired",
+    );
+    // Dated ahead of the server (within the skew), it lasts until its own date + expires.
+    assert!(check(&short, &["us-east-1"], 900, "20251231T235000Z").is_ok());
+    // Extreme values saturate.
+    short.expires_secs = Some(i64::MAX);
+    assert!(check(&short, &["us-east-1"], 900, "20260101T000100Z").is_ok());
+}
+
+#[test]
+fn x_amz_expires_must_be_one_second_to_a_week() {
+    let url = signed_sts_request(T2026, true, None);
+    let with = |value: &str| {
+        let mut req = url.clone();
+        req.query = req
+            .query
+            .replace("X-Amz-Expires=3600", &format!("X-Amz-Expires={value}"));
+        req.parse()
+    };
+    for (value, want) in [
+        ("abc", "X-Amz-Expires should be a number"),
+        ("", "X-Amz-Expires should be a number"),
+        ("1e3", "X-Amz-Expires should be a number"),
+        ("%2B", "X-Amz-Expires should be a number"),
+        ("-", "X-Amz-Expires should be a number"),
+        ("%FF", "X-Amz-Expires should be a number"),
+        ("-5", "X-Amz-Expires must be non-negative"),
+        (
+            "-99999999999999999999999",
+            "X-Amz-Expires must be non-negative",
+        ),
+        ("0", "X-Amz-Expires must be at least 1 second"),
+        ("-000", "X-Amz-Expires must be at least 1 second"),
+        (
+            "604801",
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds",
+        ),
+        (
+            "99999999999999999999999",
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds",
+        ),
+    ] {
+        let err = with(value).unwrap_err();
+        assert_error(&err, SigV4ErrorKind::IncompleteSignature, want);
+    }
+    for (value, secs) in [("1", 1), ("604800", 604_800), ("%2B60", 60), ("00060", 60)] {
+        assert_eq!(
+            with(value).unwrap().unwrap().expires_secs,
+            Some(secs),
+            "{value}"
+        );
+    }
+    // Without X-Amz-Expires, the skew alone bounds the URL; the header form has none.
+    let mut bare = url.clone();
+    bare.query = bare.query.replace("X-Amz-Expires=3600&", "");
+    assert_eq!(bare.parse().unwrap().unwrap().expires_secs, None);
+    let header = signed_sts_request(T2026, false, None);
+    assert_eq!(header.parse().unwrap().unwrap().expires_secs, None);
 }
 
 #[test]

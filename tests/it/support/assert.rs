@@ -148,3 +148,32 @@ pub(crate) fn assert_identity(resp: &RawResponse, arn: &str) {
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(xml_text(&resp.body, "Arn"), Some(arn), "{}", resp.body);
 }
+
+/// Asserts that `body` is well-formed XML 1.0 made only of the characters XML 1.0 allows
+/// (the `Char` production, https://www.w3.org/TR/xml/#charsets): what every AWS XML parser
+/// needs to read a reply at all.
+#[track_caller]
+pub(crate) fn assert_xml10(body: &str) {
+    for (at, c) in body.char_indices() {
+        let allowed = matches!(
+            c,
+            '\t' | '\n' | '\r' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..
+        );
+        assert!(
+            allowed,
+            "{c:?} at byte {at} is not an XML 1.0 character: {body:?}"
+        );
+    }
+    let mut reader = quick_xml::Reader::from_str(body);
+    let mut depth = 0_i32;
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Start(_)) => depth += 1,
+            Ok(quick_xml::events::Event::End(_)) => depth -= 1,
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!("not well-formed XML ({e}): {body:?}"),
+        }
+    }
+    assert_eq!(depth, 0, "unbalanced XML: {body:?}");
+}

@@ -71,6 +71,7 @@ pub(crate) struct Setup {
     idle_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
     tls: Option<(PathBuf, PathBuf)>,
+    audit_log_links_to: Option<PathBuf>,
 }
 
 impl Setup {
@@ -125,6 +126,13 @@ impl Setup {
     /// Serve HTTPS with this PEM certificate and key (`tls_cert`, `tls_key`).
     pub(crate) fn tls(mut self, cert: &Path, key: &Path) -> Self {
         self.tls = Some((cert.to_owned(), key.to_owned()));
+        self
+    }
+
+    /// `<data_dir>/audit.log` starts as a symbolic link to `target` (`/dev/full`: every write
+    /// fails with ENOSPC); removing the link lets the broker create a real file there.
+    pub(crate) fn audit_log_links_to(mut self, target: &Path) -> Self {
+        self.audit_log_links_to = Some(target.to_owned());
         self
     }
 
@@ -192,6 +200,9 @@ impl TestBroker {
         let data_dir = fresh_dir("broker");
         let mut cfg = config_for(&data_dir);
         setup.apply(&mut cfg);
+        if let Some(target) = &setup.audit_log_links_to {
+            std::os::unix::fs::symlink(target, data_dir.join("audit.log")).unwrap();
+        }
         Self::boot(cfg, TestClock::at(wall_now())).await
     }
 
@@ -400,6 +411,16 @@ pub(crate) struct GatedService {
     policy: sts_broker::VerifyPolicy,
 }
 
+/// What a verifier reads from session credentials (their token): whose they are, until when,
+/// and the MFA authentication behind them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SessionSeen {
+    pub arn: String,
+    pub expires_at: i64,
+    /// The device's serial and when its code was verified.
+    pub mfa: Option<(String, i64)>,
+}
+
 impl GatedService {
     /// Follows `data_dir` every 50 ms, for requests signed for `service`.
     pub(crate) fn follow(data_dir: &Path, service: &str) -> Self {
@@ -425,6 +446,34 @@ impl GatedService {
         req: &crate::support::http::Req,
         now: i64,
     ) -> Result<(String, Option<i64>), String> {
+        let at = sts_broker::UnixTime::from_secs(now);
+        self.verify(req, now)
+            .map(|caller| (caller.arn.clone(), caller.mfa_age_secs(at)))
+    }
+
+    /// What the session credentials that signed `req` carry, checked at `now`; `None` for a
+    /// long-term key.
+    pub(crate) fn session(
+        &self,
+        req: &crate::support::http::Req,
+        now: i64,
+    ) -> Result<Option<SessionSeen>, String> {
+        let caller = self.verify(req, now)?;
+        Ok(caller.session.as_ref().map(|s| SessionSeen {
+            arn: caller.arn.clone(),
+            expires_at: s.expires_at.secs(),
+            mfa: s
+                .mfa
+                .as_ref()
+                .map(|m| (m.serial.clone(), m.authenticated_at.secs())),
+        }))
+    }
+
+    fn verify(
+        &self,
+        req: &crate::support::http::Req,
+        now: i64,
+    ) -> Result<sts_broker::VerifiedCaller, String> {
         let mut builder = http::Request::builder()
             .method(req.method.as_str())
             .uri(req.target());
@@ -440,7 +489,6 @@ impl GatedService {
                 &self.policy,
                 at,
             )
-            .map(|caller| (caller.arn.clone(), caller.mfa_age_secs(at)))
             .map_err(|e| e.to_string())
     }
 }
@@ -501,5 +549,21 @@ impl TestGate {
     pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.served.await;
+    }
+}
+
+impl TestBroker {
+    /// What a verifier following this broker's data dir reads, now, from the session
+    /// credentials `creds` (a GetCallerIdentity signed with them).
+    pub(crate) fn session_seen(&self, creds: &Creds) -> SessionSeen {
+        let service = GatedService::follow(&self.data_dir, "sts");
+        let req = crate::support::signing::OracleSigner::new(creds, self.now()).sign(
+            &self.addr.to_string(),
+            &crate::support::http::Req::get(crate::support::http::GCI),
+        );
+        service
+            .session(&req, self.now())
+            .unwrap()
+            .expect("session credentials")
     }
 }

@@ -48,16 +48,6 @@ pub(crate) fn root_creds_in(data_dir: &Path) -> Creds {
     Creds::new(row[1], row[2], None)
 }
 
-/// The claims of a session token (a JWT): its payload, decoded without checking anything.
-pub(crate) fn jwt_claims(token: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).expect("a JWT has three parts");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
 /// The SDK's clock follows the broker's settable clock, so moving time moves both.
 #[derive(Debug)]
 struct SdkClock(TestClock);

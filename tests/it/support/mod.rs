@@ -25,7 +25,7 @@ pub(crate) mod upstream;
 pub(crate) mod wait;
 
 pub(crate) use assert::assert_sdk_failure;
-pub(crate) use assert::{Failure, assert_identity, assert_xml_error, failure};
+pub(crate) use assert::{Failure, assert_identity, assert_xml_error, assert_xml10, failure};
 pub(crate) use broker::{Setup, TestBroker, TestClock, fresh_dir, wall_now};
-pub(crate) use clients::{Creds, jwt_claims, session_creds};
+pub(crate) use clients::{Creds, session_creds};
 pub(crate) use wait::{PICKUP, eventually};

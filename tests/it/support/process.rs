@@ -1,7 +1,7 @@
 //! The real `sts-broker` binary, as an operator runs it: `admin` commands and `serve`.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -53,13 +53,22 @@ pub(crate) struct ServerProcess {
     child: Child,
     pub url: String,
     pub addr: SocketAddr,
+    log: PathBuf,
 }
 
 impl ServerProcess {
     /// Starts the binary on `data_dir` (its stderr in `<data_dir>.<tag>.log`) and waits until it
     /// accepts connections.
     pub(crate) async fn start(data_dir: &Path, tag: &str) -> Self {
-        match Self::launch(data_dir, tag, &Launch::default()).await {
+        Self::start_with_env(data_dir, tag, &[]).await
+    }
+
+    /// [`start`](Self::start) with these environment variables set (`STS_BROKER_*` keys).
+    pub(crate) async fn start_with_env(data_dir: &Path, tag: &str, env: &[(&str, &str)]) -> Self {
+        let launch = env.iter().fold(Launch::default(), |launch, (name, value)| {
+            launch.env(name, value)
+        });
+        match Self::launch(data_dir, tag, &launch).await {
             Ok(server) => server,
             Err(stderr) => panic!("the broker exited during start-up: {stderr}"),
         }
@@ -102,6 +111,7 @@ impl ServerProcess {
             child,
             url: format!("http://{listen}"),
             addr,
+            log: log_path.clone(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(addr).is_err() {
@@ -118,6 +128,11 @@ impl ServerProcess {
     /// The broker's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// What the broker wrote to stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// `kill -9` (std's `Child::kill` sends SIGKILL) and reap.

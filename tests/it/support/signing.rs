@@ -280,6 +280,34 @@ impl SpecSigner {
         hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()))
     }
 
+    /// `req` presigned: the `X-Amz-*` query parameters, `X-Amz-Expires` carrying `expires`
+    /// exactly as given (a signer cannot be made to write a malformed one), then the signature
+    /// over them. `req` must carry the `host` header, which is signed.
+    pub(crate) fn presign(&self, req: &Req, expires: &str) -> Req {
+        let mut req = req.clone();
+        let credential = format!("{}/{}", self.creds.akid, self.scope());
+        let mut params = vec![
+            ("X-Amz-Algorithm", "AWS4-HMAC-SHA256".to_owned()),
+            ("X-Amz-Credential", credential),
+            ("X-Amz-Date", self.request_date.clone()),
+            ("X-Amz-Expires", expires.to_owned()),
+            ("X-Amz-SignedHeaders", self.signed.join(";")),
+        ];
+        if let Some(token) = &self.creds.token {
+            params.push(("X-Amz-Security-Token", token.clone()));
+        }
+        for (name, value) in params {
+            if !req.query.is_empty() {
+                req.query.push('&');
+            }
+            req.query
+                .push_str(&format!("{name}={}", uri_encode(value.as_bytes())));
+        }
+        let signature = self.signature(&req);
+        req.query.push_str(&format!("&X-Amz-Signature={signature}"));
+        req
+    }
+
     /// `req` with its `Authorization` header appended.
     pub(crate) fn sign(&self, req: &Req) -> Req {
         let auth = format!(

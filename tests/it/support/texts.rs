@@ -19,6 +19,11 @@ pub(crate) const INVALID_TOKEN: &str = "The security token included in the reque
 /// (no final period) in miquella/vaulted#107 (https://github.com/miquella/vaulted/issues/107).
 pub(crate) const EXPIRED_TOKEN: &str = "The security token included in the request is expired";
 
+/// `InternalFailure` (500): a fault of the broker, here an audit log that cannot be written
+/// (README.md, audit log), verbatim from CommonErrors.html (above).
+pub(crate) const INTERNAL_FAILURE: &str =
+    "The request processing has failed because of an unknown error, exception or failure.";
+
 /// `MissingAuthenticationToken` (403): no SigV4 at all. Quoted in
 /// abuzuhri/Amazon-SP-API-CSharp#99 (https://github.com/abuzuhri/Amazon-SP-API-CSharp/issues/99).
 pub(crate) const MISSING_AUTHENTICATION_TOKEN: &str = "Request is missing Authentication Token";
@@ -159,6 +164,30 @@ pub(crate) fn presigned_query_missing(parameters: &[&str]) -> String {
     )
 }
 
+/// `RequestExpired` (400), the common error for a request that arrives "more than 15 minutes
+/// after the request expiration date (such as for pre-signed URLs)" (CommonErrors.html, above),
+/// for a presigned URL past `X-Amz-Date` + `X-Amz-Expires`; the text is Amazon S3's for the same
+/// case, quoted in aws/aws-sdk-js#3493 (https://github.com/aws/aws-sdk-js/issues/3493).
+pub(crate) const REQUEST_HAS_EXPIRED: &str = "Request has expired";
+
+/// `IncompleteSignature` (400): an `X-Amz-Expires` that is not a number; Amazon S3's text, quoted
+/// in minio/minio-js#1312 (https://github.com/minio/minio-js/issues/1312).
+pub(crate) const EXPIRES_NOT_A_NUMBER: &str = "X-Amz-Expires should be a number";
+
+/// `IncompleteSignature` (400): a negative `X-Amz-Expires`; Amazon S3's text, quoted in fog/fog#3528
+/// (https://github.com/fog/fog/issues/3528).
+pub(crate) const EXPIRES_NEGATIVE: &str = "X-Amz-Expires must be non-negative";
+
+/// `IncompleteSignature` (400): `X-Amz-Expires=0`. AWS documents 1 as the least value
+/// (https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html); the wording
+/// is the broker's (docs/sts-wire-contract.md, openapi/openapi.yaml).
+pub(crate) const EXPIRES_ZERO: &str = "X-Amz-Expires must be at least 1 second";
+
+/// `IncompleteSignature` (400): `X-Amz-Expires` over 604800 (seven days, the most AWS allows:
+/// sigv4-query-string-auth.html, above); Amazon S3's text, quoted in aws/aws-cli#5464
+/// (https://github.com/aws/aws-cli/issues/5464).
+pub(crate) const EXPIRES_OVER_A_WEEK: &str = "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds";
+
 /// `IncompleteSignature` (400): a header named in `SignedHeaders` that the request lacks (the
 /// canonical headers: create-signed-request.html, above).
 pub(crate) fn signed_header_absent(name: &str) -> String {
@@ -183,6 +212,21 @@ pub(crate) const NO_VERSION_SPECIFIED: &str = "NO_VERSION_SPECIFIED";
 
 /// `MalformedQueryString` (404), verbatim from CommonErrors.html (above).
 pub(crate) const MALFORMED_QUERY_STRING: &str = "The query string contains a syntax error.";
+
+/// `InvalidQueryParameter` (400, "The AWS query string is malformed or does not adhere to AWS
+/// standards": CommonErrors.html, above): a parameter given twice, in the query string, the form
+/// body or both. AWS lets the first win; the broker refuses, in its own words
+/// (docs/sts-wire-contract.md, openapi/openapi.yaml).
+pub(crate) fn parameter_given_twice(name: &str) -> String {
+    format!(
+        "The parameter '{name}' is given more than once; give each parameter once, in the query string or in the form body."
+    )
+}
+
+/// `InvalidQueryParameter` (400, as above): an API call with a body that is not a form body of a
+/// POST, which would not be read; the broker's wording (docs/sts-wire-contract.md,
+/// openapi/openapi.yaml).
+pub(crate) const BODY_NOT_READ: &str = "The request body is not read: only a POST with Content-Type application/x-www-form-urlencoded carries parameters in its body. Send the parameters in the query string or in such a body.";
 
 /// `MalformedInput` (400): an empty integer parameter (`DurationSeconds` is an integer:
 /// https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html); the wording:
