@@ -404,7 +404,7 @@ def xml_error(what: str, status: int, headers: dict, body: str, want_status: int
     SPEC.check_error(what, code or "", message or "", status)
 
 
-def signed_request(endpoint: str, creds: tuple[str, str], params: dict, presign: bool = False):
+def signed_request(endpoint: str, creds: tuple[str, str], params: dict | list, presign: bool = False):
     from botocore.auth import SigV4Auth, SigV4QueryAuth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -459,6 +459,25 @@ def raw_http(endpoint: str, root: tuple[str, str], account: str) -> None:
     xml_error("signed, no Version", st, h, body, 400, "InvalidAction",
               "Could not find operation GetCallerIdentity for version NO_VERSION_SPECIFIED",
               namespace="http://webservices.amazon.com/AWSFault/2005-15-09")
+
+    # Messages echo what the client sent, line breaks included, and the spec's patterns must
+    # match them (schemathesis found '.*' patterns that stop at a line break).
+    st, h, body = signed_request(endpoint, root, {"Action": "No\nSuch", "Version": "2011-06-15"})
+    xml_error("signed action with a line break", st, h, body, 400, "InvalidAction",
+              "Could not find operation No\nSuch for version 2011-06-15",
+              namespace="http://webservices.amazon.com/AWSFault/2005-15-09")
+    st, h, body = signed_request(endpoint, root, [("Action", "GetCallerIdentity"), ("Version", "2011-06-15"),
+                                                  ("a\nb", "1"), ("a\nb", "2")])
+    xml_error("a name with a line break, twice", st, h, body, 400, "InvalidQueryParameter",
+              "The parameter 'a\nb' is given more than once; give each parameter once, in the query string "
+              "or in the form body.")
+    st, h, body = signed_request(endpoint, root, {"Action": "GetSessionToken", "Version": "2011-06-15",
+                                                  "DurationSeconds": "9\n00"})
+    xml_error("DurationSeconds with a line break", st, h, body, 400, "MalformedInput",
+              "invalid value for decimal type: '9\n00'")
+    st, h, body = signed_request(endpoint, root, {"Action": "GetSessionToken", "Version": "2011-06-15",
+                                                  "SerialNumber": "GAHT\n12345678", "TokenCode": "123456"})
+    xml_error("SerialNumber with a line break", st, h, body, 400, "ValidationError", None)
 
     st, h, body = signed_request(endpoint, root, {"Action": "GetCallerIdentity", "Version": "2011-06-15"}, presign=True)
     show("presigned GET GetCallerIdentity", st)

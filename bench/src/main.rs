@@ -6,12 +6,14 @@
 //!   gci-session --sessions FILE`).
 //! - `wait`: polls a target with a signed GetCallerIdentity until it answers 200 (start-up).
 //! - `wrk-script`: the same request as a `wrk` Lua script, to check the generator against wrk.
+//! - `soak`: valid traffic alone, then beside hostile clients; errors, p99, RSS and descriptors.
 
 mod creds;
 mod drive;
 mod plan;
 mod procfs;
 mod sign;
+mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +46,62 @@ enum Command {
     Wait(WaitArgs),
     /// Write the workload's first request as a wrk Lua script.
     WrkScript(WrkArgs),
+    /// Valid traffic alone, then beside hostile clients; fails when the valid requests suffer
+    /// or the server's memory or descriptors grow (BENCHMARKS.md, "Soak").
+    Soak(SoakArgs),
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// The server's process id (its RSS and /proc/PID/fd are read).
+    #[arg(long)]
+    server_pid: u32,
+    /// Seconds of valid traffic alone.
+    #[arg(long, default_value_t = 30.0)]
+    quiet: f64,
+    /// Seconds of valid traffic beside the hostile clients.
+    #[arg(long, default_value_t = 180.0)]
+    duration: f64,
+    /// Valid requests per second (GetCallerIdentity and GetSessionToken, alternating).
+    #[arg(long, default_value_t = 500.0)]
+    rate: f64,
+    /// Valid keep-alive connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Hostile requests per second (forged signatures, replayed and wrong codes, oversized
+    /// bodies), over all hostile request connections.
+    #[arg(long, default_value_t = 200.0)]
+    hostile_rate: f64,
+    /// Hostile request connections.
+    #[arg(long, default_value_t = 64)]
+    hostile_connections: usize,
+    /// Connections that never send a byte.
+    #[arg(long, default_value_t = 512)]
+    silent: usize,
+    /// Connections that send a header line every half second and never end their head.
+    #[arg(long, default_value_t = 128)]
+    slowloris: usize,
+    /// Provisioned users kept for the MFA abuse (the first ones of the file).
+    #[arg(long, default_value_t = 16)]
+    victims: usize,
+    /// Longest a silent or slowloris connection may stay open, seconds (the broker's
+    /// first_request_timeout_secs, 10, plus slack).
+    #[arg(long, default_value_t = 15.0)]
+    connection_deadline: f64,
+    /// Largest mixed/quiet ratio of the valid requests' p99.
+    #[arg(long, default_value_t = 2.0)]
+    max_p99_ratio: f64,
+    /// Largest RSS growth from start to end, MiB.
+    #[arg(long, default_value_t = 32.0)]
+    max_rss_growth_mib: f64,
+    /// Largest growth of open descriptors from start to end.
+    #[arg(long, default_value_t = 16)]
+    max_fd_growth: i64,
+    /// Most seconds to wait after the mixed run for the hostile connections to be closed.
+    #[arg(long, default_value_t = 20.0)]
+    settle: f64,
 }
 
 #[derive(Args, Clone)]
@@ -164,6 +222,7 @@ fn main() -> ExitCode {
         Command::Sessions(a) => sessions_cmd(&a),
         Command::Wait(a) => wait(&a),
         Command::WrkScript(a) => wrk_script(&a),
+        Command::Soak(a) => soak(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -551,6 +610,34 @@ fn wait(a: &WaitArgs) -> Result<(), String> {
             a.target.url, a.timeout
         ))
     })
+}
+
+fn soak(a: &SoakArgs) -> Result<(), String> {
+    let Loaded {
+        target,
+        users,
+        mut spent,
+    } = load(&a.target)?;
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    let settings = soak::Settings {
+        server_pid: a.server_pid,
+        quiet: secs(a.quiet),
+        mixed: secs(a.duration),
+        rate: a.rate,
+        connections: a.connections,
+        hostile_rate: a.hostile_rate,
+        hostile_connections: a.hostile_connections,
+        silent: a.silent,
+        slowloris: a.slowloris,
+        victims: a.victims,
+        connection_deadline: secs(a.connection_deadline),
+        max_p99_ratio: a.max_p99_ratio,
+        max_rss_growth_mib: a.max_rss_growth_mib,
+        max_fd_growth: a.max_fd_growth,
+        settle: secs(a.settle),
+        mfa_window: a.target.mfa_window,
+    };
+    soak::run(&target, &users, &mut spent, &settings)
 }
 
 fn wrk_script(a: &WrkArgs) -> Result<(), String> {

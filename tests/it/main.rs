@@ -48,6 +48,7 @@ mod gate_proxy;
 mod admin_commands;
 mod audit_fail_closed;
 mod audit_log;
+mod chaos;
 mod data_dir_checks;
 mod durability;
 mod embedding;

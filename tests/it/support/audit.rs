@@ -12,6 +12,11 @@ pub(crate) fn audit_lines_in(data_dir: &Path) -> Vec<serde_json::Value> {
     parse_lines(&std::fs::read_to_string(data_dir.join("audit.log")).unwrap_or_default())
 }
 
+/// `<data_dir>/audit.log` as it is on disk (empty when missing), for checks of its framing.
+pub(crate) fn audit_text_in(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("audit.log")).unwrap_or_default()
+}
+
 fn parse_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -150,6 +150,29 @@ impl Drop for ServerProcess {
     }
 }
 
+/// SQLite's own verdict on the database file `db` (`PRAGMA integrity_check`, then
+/// `PRAGMA foreign_key_check`): `"ok"` when both find nothing. Opened read-only, so it can run
+/// beside a broker that has the file open.
+pub(crate) fn integrity_check(db: &Path) -> String {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    let mut fk = conn.prepare("PRAGMA foreign_key_check").unwrap();
+    let broken: Vec<String> = fk
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    if broken.is_empty() {
+        integrity
+    } else {
+        format!("{integrity}; foreign keys broken in {broken:?}")
+    }
+}
+
 /// `sts-broker gate --listen 127.0.0.1:0 --data-dir DATA_DIR ARGS…`, once it reports its
 /// address; killed when dropped.
 pub(crate) struct GateProcess {
