@@ -97,13 +97,22 @@ run_wrk() { # THREADS CONNECTIONS URL
 import re, sys
 out = sys.argv[1]
 def us(text):
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
-mean = us(re.search(r"Latency\s+(\S+)", out).group(1))
-p50 = us(re.search(r"50%\s+(\S+)", out).group(1))
-p99 = us(re.search(r"99%\s+(\S+)", out).group(1))
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-total = int(re.search(r"(\d+) requests in", out).group(1))
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        sys.exit("error: cannot read a latency from wrk's output:\n" + out)
+    value, unit = match.groups()
+    return float(value) * {"us": 1, "ms": 1e3, "s": 1e6, "m": 6e7}[unit]
+def field(pattern):
+    # Anchored at a line's start: "50%" also occurs inside the "+/- Stdev" column (77.50%).
+    match = re.search(pattern, out, re.M)
+    if match is None:
+        sys.exit("error: wrk's output has no match for %r:\n%s" % (pattern, out))
+    return match.group(1)
+mean = us(field(r"^\s*Latency\s+(\S+)"))
+p50 = us(field(r"^\s*50%\s+(\S+)"))
+p99 = us(field(r"^\s*99%\s+(\S+)"))
+rps = float(field(r"^Requests/sec:\s+([\d.]+)"))
+total = int(field(r"^\s*(\d+) requests in"))
 print(f"{mean:.0f} {p50:.0f} {p99:.0f} {rps:.0f} {total}")
 PY
 }
@@ -112,8 +121,11 @@ echo "wrk -d${SECS}s, the same client and run for both; upstream: nginx 'return 
 printf '%-34s %10s %10s %10s %12s %10s\n' "" "mean µs" "p50 µs" "p99 µs" "requests/s" "requests"
 for shape in "1 1" "2 32"; do
     read -r threads conns <<<"$shape"
-    read -r dm dp50 dp99 drps dn < <(run_wrk "$threads" "$conns" "$DIRECT")
-    read -r gm gp50 gp99 grps gn < <(run_wrk "$threads" "$conns" "$GATED")
+    # Assigned first: a failure inside `< <(...)` would not stop the script.
+    direct=$(run_wrk "$threads" "$conns" "$DIRECT")
+    gated=$(run_wrk "$threads" "$conns" "$GATED")
+    read -r dm dp50 dp99 drps dn <<<"$direct"
+    read -r gm gp50 gp99 grps gn <<<"$gated"
     printf '%-34s %10s %10s %10s %12s %10s\n' "direct, $conns connection(s)" "$dm" "$dp50" "$dp99" "$drps" "$dn"
     printf '%-34s %10s %10s %10s %12s %10s\n' "through the gate, $conns connection(s)" "$gm" "$gp50" "$gp99" "$grps" "$gn"
     python3 - "$dm" "$gm" "$dp50" "$gp50" "$drps" "$grps" "$conns" <<'PY'
