@@ -45,5 +45,9 @@ mfa_user() { # NAME
     AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET \
         aws --endpoint-url "$EP" iam enable-mfa-device --user-name "$1" --serial-number "$SERIAL" \
         --authentication-code1 "${codes% *}" --authentication-code2 "${codes#* }"
-    CODE=$(totp "$seed" 1)
+    # Now's code, or the next step's while now's is the one just spent. Not always the next
+    # step's: codes sent just after a step boundary are remembered as the device's drift, and
+    # the window then centres one step earlier (docs/mfa.md#drift-and-resync).
+    CODE=$(totp "$seed")
+    [[ $CODE != "${codes#* }" ]] || CODE=$(totp "$seed" 1)
 }
