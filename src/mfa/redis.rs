@@ -206,21 +206,54 @@ impl RedisMfa {
         Ok(manager.clone())
     }
 
-    /// Runs `work` within the timeout.
-    async fn timed<T>(
-        &self,
-        work: impl Future<Output = Result<T, redis::RedisError>>,
-    ) -> Result<T, GuardError> {
-        match tokio::time::timeout(self.timeout, work).await {
-            Ok(result) => result.map_err(backend),
+    /// Runs `work` on the connection within the timeout. A connection found broken (Redis
+    /// restarted, failed over) is tried once more, on the connection the manager makes
+    /// anew, within the same time: a decision that may have run before the break can only
+    /// be refused by the second try (a spent step, one more failure), never accepted twice.
+    async fn timed<T, F, Fut>(&self, mut work: F) -> Result<T, GuardError>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, redis::RedisError>>,
+    {
+        let attempt = async {
+            match work(self.connection().await?).await {
+                Err(e)
+                    if e.is_connection_dropped()
+                        || e.is_io_error()
+                        || e.is_connection_refusal() =>
+                {
+                    work(self.connection().await?).await.map_err(backend)
+                }
+                other => other.map_err(backend),
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
             Err(_) => Err(GuardError::Timeout),
         }
     }
 
+    /// Runs a prepared script invocation.
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, GuardError> {
+        self.timed(|mut c| async move { call.invoke_async(&mut c).await })
+            .await
+    }
+
+    /// `DEL` of `keys`.
+    async fn delete(&self, keys: &[String]) -> Result<(), GuardError> {
+        self.timed(
+            |mut c| async move { redis::cmd("DEL").arg(keys).query_async::<i64>(&mut c).await },
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Whether Redis answers (the readiness probe).
     pub(crate) async fn ping(&self) -> Result<(), GuardError> {
-        let mut c = self.connection().await?;
-        self.timed(async { redis::cmd("PING").query_async::<String>(&mut c).await })
+        self.timed(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
             .await
             .map(|_| ())
     }
@@ -257,30 +290,18 @@ impl ReplayGuard for RedisMfa {
         floor: TotpStep,
     ) -> GuardFuture<'a, Option<TotpStep>> {
         Box::pin(async move {
-            let mut c = self.connection().await?;
             let mut call = self.accept.key(last_key(device));
             call.arg(floor.get()).arg(LAST_STEP_TTL_SECS);
             for s in candidates {
                 call.arg(s.get());
             }
-            let step: Option<i64> = self.timed(call.invoke_async(&mut c)).await?;
+            let step: Option<i64> = self.script(&call).await?;
             Ok(step.map(TotpStep::new))
         })
     }
 
     fn forget<'a>(&'a self, device: &'a str) -> GuardFuture<'a, ()> {
-        Box::pin(async move {
-            let mut c = self.connection().await?;
-            self.timed(async {
-                redis::cmd("DEL")
-                    .arg(last_key(device))
-                    .arg(fail_key(device))
-                    .query_async::<i64>(&mut c)
-                    .await
-            })
-            .await
-            .map(|_| ())
-        })
+        Box::pin(async move { self.delete(&[last_key(device), fail_key(device)]).await })
     }
 }
 
@@ -291,7 +312,6 @@ impl AttemptLimiter for RedisMfa {
         now: UnixTime,
     ) -> GuardFuture<'a, Result<(), Locked>> {
         Box::pin(async move {
-            let mut c = self.connection().await?;
             let [free, base, max] = self.policy_args();
             let mut call = self.begin.key(fail_key(key.device));
             call.arg(caller_of(key))
@@ -300,7 +320,7 @@ impl AttemptLimiter for RedisMfa {
                 .arg(base)
                 .arg(max)
                 .arg(self.record_ttl());
-            let v: Vec<redis::Value> = self.timed(call.invoke_async(&mut c)).await?;
+            let v: Vec<redis::Value> = self.script(&call).await?;
             match answer(&v)? {
                 (0, Some(until)) => Ok(Err(Locked {
                     until: UnixTime::from_secs(until),
@@ -315,22 +335,11 @@ impl AttemptLimiter for RedisMfa {
 
     fn succeed<'a>(&'a self, key: AttemptKey<'a>) -> GuardFuture<'a, ()> {
         // Every caller's records of the device go: a right code proves who holds it.
-        Box::pin(async move {
-            let mut c = self.connection().await?;
-            self.timed(async {
-                redis::cmd("DEL")
-                    .arg(fail_key(key.device))
-                    .query_async::<i64>(&mut c)
-                    .await
-            })
-            .await
-            .map(|_| ())
-        })
+        Box::pin(async move { self.delete(&[fail_key(key.device)]).await })
     }
 
     fn cancel<'a>(&'a self, key: AttemptKey<'a>) -> GuardFuture<'a, ()> {
         Box::pin(async move {
-            let mut c = self.connection().await?;
             let [free, base, max] = self.policy_args();
             let mut call = self.cancel.key(fail_key(key.device));
             call.arg(caller_of(key))
@@ -338,9 +347,7 @@ impl AttemptLimiter for RedisMfa {
                 .arg(base)
                 .arg(max)
                 .arg(self.record_ttl());
-            self.timed(call.invoke_async::<i64>(&mut c))
-                .await
-                .map(|_| ())
+            self.script::<i64>(&call).await.map(|_| ())
         })
     }
 
@@ -348,8 +355,8 @@ impl AttemptLimiter for RedisMfa {
         ReplayGuard::forget(self, device)
     }
 
-    /// One round trip: the lock check, the replay claim against this guard's own record
-    /// of the last step (the broker pairs this limiter with itself as the replay guard, so
+    /// One round trip: the lock check, the replay claim against this guard's own record of
+    /// the last step (the broker pairs this limiter with itself as the replay guard, so
     /// `_replay` is this object), and the failure count, in one script.
     fn claim<'a>(
         &'a self,
@@ -360,7 +367,6 @@ impl AttemptLimiter for RedisMfa {
         floor: TotpStep,
     ) -> GuardFuture<'a, Claim> {
         Box::pin(async move {
-            let mut c = self.connection().await?;
             let [free, base, max] = self.policy_args();
             let mut call = self.claim.key(last_key(key.device));
             call.key(fail_key(key.device))
@@ -375,7 +381,7 @@ impl AttemptLimiter for RedisMfa {
             for s in candidates {
                 call.arg(s.get());
             }
-            let v: Vec<redis::Value> = self.timed(call.invoke_async(&mut c)).await?;
+            let v: Vec<redis::Value> = self.script(&call).await?;
             match answer(&v)? {
                 (0, Some(until)) => Ok(Claim::Locked(Locked {
                     until: UnixTime::from_secs(until),

@@ -23,6 +23,8 @@ use crate::store::error::StoreError;
 use crate::store::index::{Changed, Index};
 use crate::store::seal::Sealer;
 
+/// The listeners' `application_name`.
+pub(crate) const LISTENER_NAME: &str = "sts-broker-listener";
 /// How often a node catches up without a notification.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
 /// Wait before connecting the listener again after a failure.
@@ -334,6 +336,9 @@ async fn follow_once(
     catch_ups: &mut u32,
 ) -> Result<(), StoreError> {
     let limit = shared.timeout.max(Duration::from_secs(2));
+    // Named, so that an operator can tell the listeners in `pg_stat_activity`.
+    let mut config = config.clone();
+    config.application_name(LISTENER_NAME);
     let (mut client, mut connection) = tokio::time::timeout(limit, config.connect(tls()?))
         .await
         .map_err(|_| StoreError::Unavailable("the listener's connection timed out".into()))?
