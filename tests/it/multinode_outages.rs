@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::multinode_identities::{caught_up, three_nodes};
 use crate::support::engines::Engines;
+use crate::support::http::raw_http;
 use crate::support::mfa::{enabled_device, session_with_mfa};
 use crate::support::{TestBroker, eventually, texts};
 
@@ -24,6 +25,13 @@ async fn refused_503(node: &TestBroker, creds: &crate::support::Creds, serial: &
         "{e:?}"
     );
     assert!(waited < Duration::from_secs(3), "refused after {waited:?}");
+}
+
+/// `GET path` (a health probe): the status and the body.
+async fn probe(node: &TestBroker, path: &str) -> (u16, String) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n");
+    let resp = raw_http(node.addr, request.as_bytes()).await;
+    (resp.status, resp.body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -44,6 +52,18 @@ async fn redis_killed_paused_or_flushed_fails_closed_and_recovers() {
     // What does not need Redis keeps working.
     assert_eq!(c.caller_arn(&session).await, a.user_arn("heidi"));
     assert_eq!(c.caller_arn(&heidi).await, a.user_arn("heidi"));
+    // The load balancer is told: live, not ready, because of Redis (`docs/multinode.md#health`).
+    assert_eq!(
+        probe(&c, "/healthz").await,
+        (200, "{\"status\":\"ok\"}\n".to_owned())
+    );
+    assert_eq!(
+        probe(&c, "/readyz").await,
+        (
+            503,
+            "{\"status\":\"unavailable\",\"failing\":[\"replay\"]}\n".to_owned()
+        )
+    );
     engines.redis.restart();
     // Each try with a new code: a script Redis ran after the attempt's timeout spent its code.
     let fresh_code = || {
@@ -54,6 +74,10 @@ async fn redis_killed_paused_or_flushed_fails_closed_and_recovers() {
         session_with_mfa(&b, &heidi, &device.serial, &fresh_code())
             .await
             .ok()
+    })
+    .await;
+    eventually(Duration::from_secs(10), || async {
+        (probe(&c, "/readyz").await.0 == 200).then_some(())
     })
     .await;
 
@@ -111,10 +135,17 @@ async fn postgres_stopped_fails_closed_and_the_nodes_resume_and_catch_up() {
     .await;
     // Long-term keys and sessions are verified from each node's index meanwhile.
     assert_eq!(c.caller_arn(&ivan).await, a.user_arn("ivan"));
+    let (status, body) = probe(&c, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"store\""), "{body}");
     engines.postgres.start();
     // The nodes resume: a write on one reaches the others.
     eventually(Duration::from_secs(15), || async {
         c.iam(&c.root).list_users().send().await.ok().map(|_| ())
+    })
+    .await;
+    eventually(Duration::from_secs(15), || async {
+        (probe(&c, "/readyz").await.0 == 200).then_some(())
     })
     .await;
     let judy = c.user_with_key("judy").await;
