@@ -65,6 +65,11 @@ cleanup() {
     set +e
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    # PostgreSQL runs under setpriv, a child of the job: stopped through its data dir.
+    if [[ -n $PG_DIR && -f $PG_DIR/data/postmaster.pid ]]; then
+        as_pg "$PGBIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null
+    fi
+    [[ -n $PG_DIR ]] && rm -rf "$PG_DIR"
     exit "$rc"
 }
 trap cleanup EXIT
