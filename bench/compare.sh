@@ -90,7 +90,7 @@ url_from_log() {
 # --------------------------------------------------------------------------------------------
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     log "building release binaries"
-    cargo build --release --quiet -p sts-broker -p sts-broker-bench
+    cargo build --release --quiet && cargo build --release --quiet -p sts-broker-bench
 fi
 BROKER="$REPO/target/release/sts-broker"
 GEN="$REPO/target/release/sts-bench"

@@ -24,7 +24,7 @@ command -v valgrind >/dev/null || {
     echo "valgrind is needed (Debian: apt-get install valgrind)" >&2
     exit 1
 }
-cargo build --release --quiet -p sts-broker -p sts-broker-bench
+cargo build --release --quiet && cargo build --release --quiet -p sts-broker-bench
 BROKER="$REPO/target/release/sts-broker"
 GEN="$REPO/target/release/sts-bench"
 

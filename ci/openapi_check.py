@@ -54,7 +54,8 @@ def error_codes_and_statuses() -> dict[str, int]:
     status_fn = text[text.index("fn status(&self)"):]
     status_fn = status_fn[: status_fn.index("\n    }\n")]
     names = {"FORBIDDEN": 403, "BAD_REQUEST": 400, "NOT_FOUND": 404, "CONFLICT": 409, "PAYLOAD_TOO_LARGE": 413,
-             "REQUEST_HEADER_FIELDS_TOO_LARGE": 431, "REQUEST_TIMEOUT": 408, "INTERNAL_SERVER_ERROR": 500}
+             "REQUEST_HEADER_FIELDS_TOO_LARGE": 431, "REQUEST_TIMEOUT": 408, "INTERNAL_SERVER_ERROR": 500,
+             "SERVICE_UNAVAILABLE": 503}
     statuses: dict[str, int] = {}
     pending: list[str] = []
     for token in re.findall(r"Self::(\w+)|StatusCode::(\w+)", status_fn):

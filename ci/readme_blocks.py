@@ -52,8 +52,9 @@ def main() -> None:
             if port is None:
                 sys.exit(f"{where}: a background block needs port=N")
             n_bg += 1
-            (out / f"background-{n_bg}.sh").write_text("\n".join(body) + "\n")
-            (out / f"background-{n_bg}.port").write_text(port + "\n")
+            # Zero-padded: ci/readme_check.sh starts them in the glob's (lexical) order.
+            (out / f"background-{n_bg:03d}.sh").write_text("\n".join(body) + "\n")
+            (out / f"background-{n_bg:03d}.port").write_text(port + "\n")
             continue
         if kind == "run":
             flow += [f"echo '### {where}'", *body]

@@ -4,8 +4,9 @@
 # unrelated empty folder, in bash and in zsh, twice each against the same data dir, with stale
 # AWS variables (a missing profile, another region, a dead session token) already set.
 #
-# Needs on PATH: cargo (target/release built), aws, python3, curl, nginx, zsh. The ports the
-# README uses (8080, 8081, 8088, 9000) must be free.
+# Needs on PATH: cargo (target/release built), aws, python3, curl, nginx, zsh, redis-server; and
+# PostgreSQL (initdb, postgres: on PATH or in Debian's /usr/lib/postgresql/<version>/bin). The
+# ports the README uses (8080, 8081, 8088, 9000, 55432, 56379, 8091-8094) must be free.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -2,7 +2,9 @@
 //! `docs/mfa.md#who-may-enable-what`): import hardware TOTP seeds (optionally bound to one
 //! user), register FIDO security keys, enable or deactivate MFA devices of the root user, and
 //! delete any device. They write through the same operations as the API, and a running broker
-//! picks the changes up from `change_log` within its poll interval, without a restart.
+//! picks the changes up from `change_log` within its poll interval, without a restart. With
+//! `store_url`, they act on the PostgreSQL store every node shares (`docs/multinode.md`), and
+//! [`Admin::copy_store`] and [`Admin::migrate`] move a store there.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,14 +12,16 @@ use std::time::Duration;
 
 use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{BackendUrl, Config};
 use crate::mfa::base32;
 use crate::mfa::totp::TokenCode;
 use crate::model::Owner;
 use crate::protocol::error::ApiError;
 use crate::protocol::validate::{is_name_char, is_serial_char};
+use crate::store::backend::HardwareRow;
 use crate::store::ops::{self, CodePair, EnableRules, FidoRegistration};
-use crate::store::{Store, StoreError, StoreOptions, queries};
+use crate::store::pg::{self, PgOptions, PgStore};
+use crate::store::{IdentityStore, Store, StoreError, StoreOptions};
 
 /// Why an admin command failed.
 #[non_exhaustive]
@@ -48,9 +52,35 @@ impl From<StoreError> for AdminError {
 
 /// An open store for admin commands.
 pub struct Admin {
-    store: Store,
+    store: IdentityStore,
     config: Config,
     clock: SharedClock,
+    /// Runs the store's async operations for these synchronous commands.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        // Not `drop`: that blocks, and panics inside an async context (a test, a console).
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// What `copy-store` copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyReport {
+    /// The account id, the same on both sides.
+    pub account_id: String,
+    /// IAM users.
+    pub users: usize,
+    /// Access keys, the root user's included.
+    pub access_keys: usize,
+    /// MFA devices of every kind, with their last accepted steps and drift.
+    pub devices: usize,
+    /// Session-credential server keys.
+    pub server_keys: usize,
 }
 
 impl std::fmt::Debug for Admin {
@@ -64,17 +94,42 @@ impl std::fmt::Debug for Admin {
 impl Admin {
     /// Opens the data dir of `config` (created on first use, like `serve`).
     pub fn open(config: Config, clock: SharedClock) -> Result<Self, AdminError> {
+        config
+            .validate()
+            .map_err(|e| AdminError::Input(e.to_string()))?;
         Store::create_data_dir(&config.data_dir)?;
         let audit = AuditLog::open(&config.audit).map_err(|e| AdminError::Input(e.to_string()))?;
-        let (store, bootstrap) = Store::open(
-            &config.data_dir,
-            StoreOptions {
-                load_index: false,
-                audit,
-                poll: Duration::from_millis(config.change_poll_millis),
-                clock: Arc::clone(&clock),
-            },
-        )?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| AdminError::Input(format!("cannot start a runtime: {e}")))?;
+        let (store, bootstrap) = match &config.store_url {
+            None => {
+                let (store, bootstrap) = Store::open(
+                    &config.data_dir,
+                    StoreOptions {
+                        load_index: false,
+                        audit,
+                        poll: Duration::from_millis(config.change_poll_millis),
+                        clock: Arc::clone(&clock),
+                    },
+                )?;
+                (IdentityStore::Sqlite(store), bootstrap)
+            }
+            Some(url) => {
+                let (store, bootstrap) = PgStore::open(PgOptions {
+                    data_dir: &config.data_dir,
+                    url,
+                    timeout: Duration::from_millis(config.store_timeout_millis),
+                    load_index: false,
+                    bootstrap: true,
+                    audit: Some(audit),
+                    clock: Arc::clone(&clock),
+                })?;
+                (IdentityStore::Postgres(store), bootstrap)
+            }
+        };
         if let Some(b) = bootstrap {
             eprintln!(
                 "created a new account; root credentials written to {}",
@@ -85,6 +140,53 @@ impl Admin {
             store,
             config,
             clock,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// `sts-broker admin migrate`: applies the PostgreSQL store's migrations (`store_url`);
+    /// the schema version it is at afterwards.
+    pub fn migrate(config: &Config) -> Result<i32, AdminError> {
+        let url = config
+            .store_url
+            .as_ref()
+            .ok_or_else(|| AdminError::Input("migrate needs --store-url postgres://…".into()))?;
+        Ok(pg::migrate_only(
+            url,
+            Duration::from_millis(config.store_timeout_millis).max(Duration::from_secs(10)),
+        )?)
+    }
+
+    /// `sts-broker admin copy-store`: copies the SQLite store of `from_data_dir` (its
+    /// account, server keys, users, keys and devices with their last accepted steps) into the
+    /// empty PostgreSQL store at `to`, secrets still sealed with the master key
+    /// (`STS_BROKER_MASTER_KEY`, else `from_data_dir`'s `master.key`), which every node on
+    /// PostgreSQL then needs.
+    pub fn copy_store(from_data_dir: &Path, to: &BackendUrl) -> Result<CopyReport, AdminError> {
+        let copied = pg::copy::copy_store(from_data_dir, to, Duration::from_secs(30))?;
+        Ok(CopyReport {
+            account_id: copied.account_id,
+            users: copied.users,
+            access_keys: copied.access_keys,
+            devices: copied.devices,
+            server_keys: copied.server_keys,
+        })
+    }
+
+    /// Runs a store operation to completion. On a thread of its own, so that a command may be
+    /// called from inside another runtime (an embedding console, a test) without panicking.
+    fn block<T: Send>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, StoreError>> + Send,
+    ) -> Result<T, StoreError> {
+        let Some(runtime) = &self.runtime else {
+            return Err(StoreError::Closed);
+        };
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| runtime.block_on(work))
+                .join()
+                .map_err(|_| StoreError::Closed)?
         })
     }
 
@@ -154,17 +256,17 @@ impl Admin {
             rows.push((serial.to_owned(), seed, holder));
         }
         let count = rows.len();
-        let result = self.store.write_blocking(move |w| {
-            for (serial, seed, holder) in &rows {
-                ops::import_hardware_device(w, serial, seed, holder.as_ref().map(|(_, o)| o))?;
-            }
-            Ok(rows
-                .into_iter()
-                .map(|(s, _, holder)| (s, holder.map(|(name, _)| name)))
-                .collect::<Vec<_>>())
-        });
+        let imported: Vec<(String, Option<String>)> = rows
+            .iter()
+            .map(|(s, _, holder)| (s.clone(), holder.as_ref().map(|(name, _)| name.clone())))
+            .collect();
+        let rows: Vec<HardwareRow> = rows
+            .into_iter()
+            .map(|(s, seed, holder)| (s, seed, holder.map(|(_, o)| o)))
+            .collect();
+        let result = self.block(self.store.import_hardware(rows));
         match result {
-            Ok(imported) => {
+            Ok(()) => {
                 for (serial, holder) in &imported {
                     self.audit(
                         "ImportHardwareMFADevice",
@@ -192,8 +294,7 @@ impl Admin {
             return Ok(Owner::Root);
         }
         let user = self
-            .store
-            .read_blocking(|conn, _| queries::user_by_name(conn, name))?
+            .block(self.store.user_by_name(name.to_owned()))?
             .ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))?;
         Ok(Owner::User(user.id))
     }
@@ -229,9 +330,7 @@ impl Admin {
             public_key: public_key.to_owned(),
             max_devices: self.config.max_mfa_devices_per_user,
         };
-        let result = self
-            .store
-            .write_blocking(move |w| ops::register_fido_key(w, &key));
+        let result = self.block(self.store.register_fido_key(key));
         self.audit(
             "RegisterFIDOSecurityKey",
             result.as_deref().ok(),
@@ -258,9 +357,7 @@ impl Admin {
             max_devices: self.config.max_mfa_devices_per_user,
             may_add_to_enabled: true,
         };
-        let result = self
-            .store
-            .write_blocking(move |w| ops::enable_device(w, &pair, rules));
+        let result = self.block(self.store.enable_device(pair, rules));
         self.audit(
             "EnableMFADevice",
             Some(serial),
@@ -272,10 +369,9 @@ impl Admin {
 
     /// Deactivates a device whoever holds it (root's included).
     pub fn deactivate(&self, serial: &str) -> Result<(), AdminError> {
-        let s = serial.to_owned();
         let result = self
-            .store
-            .write_blocking(move |w| ops::deactivate_any_device(w, &s).map(|_| ()));
+            .block(self.store.deactivate_any_device(serial.to_owned()))
+            .map(|_| ());
         self.audit("DeactivateMFADevice", Some(serial), None, result.is_ok());
         result.map_err(Into::into)
     }
@@ -284,10 +380,7 @@ impl Admin {
     /// name (created by an earlier version), or a name taken by someone else's spare device.
     /// Returns the identity that had it enabled (`root` or the user id), if any.
     pub fn delete_device(&self, serial: &str) -> Result<Option<Owner>, AdminError> {
-        let s = serial.to_owned();
-        let result = self
-            .store
-            .write_blocking(move |w| ops::delete_any_device(w, &s));
+        let result = self.block(self.store.delete_any_device(serial.to_owned()));
         self.audit("DeleteMFADevice", Some(serial), None, result.is_ok());
         result.map_err(Into::into)
     }
@@ -355,6 +448,13 @@ impl Admin {
         let mut file = std::io::BufWriter::new(file);
         let io = |e: std::io::Error| AdminError::Input(format!("{}: {e}", out.display()));
         writeln!(file, "{BENCH_CREDENTIALS_HEADER}").map_err(io)?;
+        let store = self.store.sqlite().ok_or_else(|| {
+            AdminError::Input(
+                "bench-provision writes to the embedded store: provision a data dir, then copy it \
+                 with `sts-broker admin copy-store`"
+                    .into(),
+            )
+        })?;
         let max_devices = self.config.max_mfa_devices_per_user;
         let window = self.config.mfa_resync_window;
         let mut done = 0;
@@ -362,8 +462,7 @@ impl Admin {
             let names: Vec<String> = (done..users.min(done + BENCH_PROVISION_CHUNK))
                 .map(|n| format!("{prefix}-{n:0width$}"))
                 .collect();
-            let created = self
-                .store
+            let created = store
                 .write_blocking(move |w| {
                     names
                         .into_iter()

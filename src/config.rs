@@ -102,6 +102,89 @@ pub struct Config {
     pub gate_upstream_timeout_secs: u64,
     /// Path of the gate's forward-auth endpoint when it also forwards to an upstream.
     pub gate_verify_path: String,
+    /// The shared identity store of several nodes: `postgres://USER[:PASSWORD]@HOST:PORT/DB`
+    /// (`?sslmode=require` for TLS). Unset: the embedded SQLite store in `data_dir`.
+    pub store_url: Option<BackendUrl>,
+    /// The shared replay guard and MFA lock-out of several nodes: `redis://HOST:PORT[/DB]`, or
+    /// `rediss://` for TLS (Redis or Valkey). Unset: the embedded ones (`docs/multinode.md`).
+    pub replay_url: Option<BackendUrl>,
+    /// Time every call to the shared store may take before the request is refused (503).
+    pub store_timeout_millis: u64,
+    /// Time every call to the replay backend may take before the MFA attempt is refused (503).
+    pub replay_timeout_millis: u64,
+}
+
+/// The URL of a backend (PostgreSQL, Redis). Its password never appears in a `Debug` output
+/// or a log line.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub struct BackendUrl(String);
+
+impl From<String> for BackendUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl BackendUrl {
+    /// The URL as given, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The scheme, lower-cased (`postgres`, `redis`…).
+    pub fn scheme(&self) -> String {
+        self.0
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+
+    /// The URL with its password (in the user info or a `password` parameter) replaced by
+    /// `***`, for logs and messages.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "***".to_owned();
+        };
+        let (authority_end, _) = rest
+            .char_indices()
+            .find(|&(_, c)| c == '/' || c == '?')
+            .unwrap_or((rest.len(), ' '));
+        let (authority, tail) = rest.split_at(authority_end);
+        let authority = match authority.rsplit_once('@') {
+            Some((user_info, host)) => match user_info.split_once(':') {
+                Some((user, _)) => format!("{user}:***@{host}"),
+                None => format!("{user_info}@{host}"),
+            },
+            None => authority.to_owned(),
+        };
+        let tail = match tail.split_once('?') {
+            Some((path, query)) => {
+                let params: Vec<String> = query
+                    .split('&')
+                    .map(|p| match p.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                        _ => p.to_owned(),
+                    })
+                    .collect();
+                format!("{path}?{}", params.join("&"))
+            }
+            None => tail.to_owned(),
+        };
+        format!("{scheme}://{authority}{tail}")
+    }
+}
+
+impl fmt::Debug for BackendUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Display for BackendUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
 }
 
 impl Config {
@@ -141,6 +224,10 @@ impl Config {
             gate_max_mfa_age_secs: None,
             gate_upstream_timeout_secs: 30,
             gate_verify_path: "/.sts-broker/verify".to_owned(),
+            store_url: None,
+            replay_url: None,
+            store_timeout_millis: 1_000,
+            replay_timeout_millis: 300,
         }
     }
 
@@ -273,6 +360,28 @@ impl Config {
         if !self.gate_verify_path.starts_with('/') {
             return Err(ConfigError::Invalid(
                 "gate_verify_path must start with /".into(),
+            ));
+        }
+        if let Some(url) = &self.store_url
+            && !matches!(url.scheme().as_str(), "postgres" | "postgresql")
+        {
+            return Err(ConfigError::Invalid(format!(
+                "store_url must be a postgres:// URL, not {url}"
+            )));
+        }
+        if let Some(url) = &self.replay_url
+            && !matches!(
+                url.scheme().as_str(),
+                "redis" | "rediss" | "valkey" | "valkeys"
+            )
+        {
+            return Err(ConfigError::Invalid(format!(
+                "replay_url must be a redis:// or rediss:// URL, not {url}"
+            )));
+        }
+        if self.store_timeout_millis == 0 || self.replay_timeout_millis == 0 {
+            return Err(ConfigError::Invalid(
+                "store_timeout_millis and replay_timeout_millis must be positive".into(),
             ));
         }
         if self.gate_service.is_empty() {
@@ -533,6 +642,38 @@ mod tests {
         assert!(e.contains("unknown field `nope`"), "{e}");
         // Not a key, so not settable from the file either.
         assert!(load("max_skew_secs = 1", &[]).is_err());
+    }
+
+    #[test]
+    fn backend_urls_come_from_the_environment_and_never_show_their_password() {
+        let c = load(
+            "",
+            &[
+                (
+                    "STS_BROKER_STORE_URL",
+                    "postgres://sts:s3cret@db.example:5432/sts?sslmode=require&password=x",
+                ),
+                ("STS_BROKER_REPLAY_URL", "rediss://:hunter2@cache:6380/0"),
+            ],
+        )
+        .unwrap();
+        let store = c.store_url.as_ref().unwrap();
+        assert!(store.expose().contains("s3cret"));
+        assert_eq!(
+            store.redacted(),
+            "postgres://sts:***@db.example:5432/sts?sslmode=require&password=***"
+        );
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("hunter2"),
+            "{debug}"
+        );
+        assert_eq!(c.replay_url.as_ref().unwrap().scheme(), "rediss");
+        let e = refusal("store_url = \"mysql://db/sts\"", &[]);
+        assert!(e.contains("store_url must be a postgres:// URL"), "{e}");
+        let e = refusal("replay_url = \"memcached://x\"", &[]);
+        assert!(e.contains("replay_url must be a redis://"), "{e}");
+        assert!(load("store_timeout_millis = 0", &[]).is_err());
     }
 
     #[test]

@@ -35,12 +35,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use admin::{Admin, AdminError, BENCH_CREDENTIALS_HEADER};
+pub use admin::{Admin, AdminError, BENCH_CREDENTIALS_HEADER, CopyReport};
 pub use audit::AuditTarget;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use config::{Config, ConfigError};
+pub use config::{BackendUrl, Config, ConfigError};
 pub use gate::{Gate, GateBuilder, GateError, MfaLayer, MfaService, VerifiedBody};
-pub use mfa::guard::{AttemptKey, AttemptLimiter, GuardError, GuardFuture, Locked, ReplayGuard};
+pub use mfa::guard::{
+    AttemptKey, AttemptLimiter, Claim, GuardError, GuardFuture, Locked, ReplayGuard,
+};
 pub use mfa::replay::InMemoryReplayGuard;
 pub use mfa::totp::TotpStep;
 pub use model::{AccessKey, Owner, Principal, User};
@@ -55,10 +57,12 @@ pub use verifier::{
 
 use api::Api;
 use audit::AuditLog;
+use mfa::redis::RedisMfa;
 use mfa::throttle::ThrottlePolicy;
 use server::ServerSettings;
 use session::KeyRing;
-use store::{Store, StoreLimiter, StoreOptions};
+use store::pg::{PgOptions, PgStore};
+use store::{IdentityStore, Store, StoreLimiter, StoreOptions};
 
 /// Why the broker could not start.
 #[non_exhaustive]
@@ -114,40 +118,87 @@ impl BrokerBuilder {
         self
     }
 
-    /// Opens (creating on first use) the data dir; returns what the first start created.
+    /// Opens (creating on first use) the data dir, or the PostgreSQL store of `store_url`
+    /// (`docs/multinode.md`); returns what the first start created. With `store_url`, open it
+    /// inside the Tokio runtime that will serve: the node's change follower runs there.
     pub fn open(self) -> Result<(Broker, Option<Bootstrap>), BrokerError> {
         let config = self.config;
         config.validate()?;
         Store::create_data_dir(&config.data_dir)?;
+        let policy = ThrottlePolicy {
+            free_failures: config.mfa_free_failures,
+            base_backoff_secs: config.mfa_base_backoff_secs,
+            max_backoff_secs: config.mfa_max_backoff_secs,
+        };
+        // A shared store needs a shared lock-out: a per-node one would multiply the free
+        // failures by the nodes.
+        if config.store_url.is_some() && config.replay_url.is_none() && self.limiter.is_none() {
+            return Err(ConfigError::Invalid(
+                "store_url (PostgreSQL) needs replay_url (Redis): the nodes must share the MFA lock-out"
+                    .into(),
+            )
+            .into());
+        }
+        let redis = config
+            .replay_url
+            .as_ref()
+            .map(|url| {
+                RedisMfa::new(
+                    url.expose(),
+                    policy,
+                    Duration::from_millis(config.replay_timeout_millis),
+                )
+                .map(Arc::new)
+                .map_err(ConfigError::Invalid)
+            })
+            .transpose()?;
         let audit = AuditLog::open(&config.audit).map_err(BrokerError::Audit)?;
-        let (store, bootstrap) = Store::open(
-            &config.data_dir,
-            StoreOptions {
-                load_index: true,
-                audit,
-                poll: Duration::from_millis(config.change_poll_millis),
-                clock: Arc::clone(&self.clock),
-            },
-        )?;
+        let (store, bootstrap) = match &config.store_url {
+            None => {
+                let (store, bootstrap) = Store::open(
+                    &config.data_dir,
+                    StoreOptions {
+                        load_index: true,
+                        audit,
+                        poll: Duration::from_millis(config.change_poll_millis),
+                        clock: Arc::clone(&self.clock),
+                    },
+                )?;
+                (IdentityStore::Sqlite(store), bootstrap)
+            }
+            Some(url) => {
+                let (store, bootstrap) = PgStore::open(PgOptions {
+                    data_dir: &config.data_dir,
+                    url,
+                    timeout: Duration::from_millis(config.store_timeout_millis),
+                    load_index: true,
+                    bootstrap: true,
+                    audit: Some(audit),
+                    clock: Arc::clone(&self.clock),
+                })?;
+                (IdentityStore::Postgres(store), bootstrap)
+            }
+        };
         let index = store
             .index()
             .cloned()
             .ok_or_else(|| StoreError::Corrupt("the index was not loaded".into()))?;
         let keys = Arc::new(KeyRing::new(store.server_keys())?);
-        let limiter = self.limiter.unwrap_or_else(|| {
-            Arc::new(StoreLimiter::new(
-                store.clone(),
-                ThrottlePolicy {
-                    free_failures: config.mfa_free_failures,
-                    base_backoff_secs: config.mfa_base_backoff_secs,
-                    max_backoff_secs: config.mfa_max_backoff_secs,
-                },
-            ))
-        });
-        let replay = self
-            .replay
-            .unwrap_or_else(|| Arc::new(InMemoryReplayGuard::new()));
-        let api = Api::new(config, self.clock, store, index, keys, replay, limiter);
+        let limiter: Arc<dyn AttemptLimiter> = match (self.limiter, &redis, store.sqlite()) {
+            (Some(limiter), _, _) => limiter,
+            (None, Some(redis), _) => redis.clone(),
+            (None, None, Some(sqlite)) => Arc::new(StoreLimiter::new(sqlite.clone(), policy)),
+            (None, None, None) => {
+                return Err(StoreError::Corrupt("no MFA lock-out for this store".into()).into());
+            }
+        };
+        let replay: Arc<dyn ReplayGuard> = match (self.replay, &redis) {
+            (Some(replay), _) => replay,
+            (None, Some(redis)) => redis.clone(),
+            (None, None) => Arc::new(InMemoryReplayGuard::new()),
+        };
+        let mut api = Api::new(config, self.clock, store, index, keys, replay, limiter);
+        api.replay_backend = redis;
         Ok((Broker { api: Arc::new(api) }, bootstrap))
     }
 }

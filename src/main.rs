@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use sts_broker::Admin;
-use sts_broker::{Broker, Config, Gate, SystemClock};
+use sts_broker::{BackendUrl, Broker, Config, Gate, SystemClock};
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +78,14 @@ struct Common {
     /// TOML config file overriding the embedded defaults (or STS_BROKER_CONFIG).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Shared identity store of several nodes, postgres://USER@HOST:PORT/DB, instead of the
+    /// data dir's SQLite (or STS_BROKER_STORE_URL; put a password there, not here).
+    #[arg(long, global = true, value_name = "URL")]
+    store_url: Option<String>,
+    /// Shared replay guard and MFA lock-out of several nodes, redis://HOST:PORT (or
+    /// STS_BROKER_REPLAY_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    replay_url: Option<String>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -114,6 +122,20 @@ enum AdminCommand {
     /// Bulk-create benchmark users (BENCHMARKS.md), each with an access key and an enabled
     /// virtual MFA device, and write their credentials and seeds to a new file (mode 0600).
     BenchProvision(BenchProvisionArgs),
+    /// Apply the PostgreSQL store's schema migrations (--store-url); nodes also apply them
+    /// when they start.
+    Migrate,
+    /// Copy a SQLite data dir's store (users, keys, devices with their last accepted steps,
+    /// server keys, account) into an empty PostgreSQL store; secrets stay sealed with the
+    /// master key, which every node then needs.
+    CopyStore {
+        /// The data dir to copy from (its master.key, unless STS_BROKER_MASTER_KEY is set).
+        #[arg(long)]
+        from_data_dir: PathBuf,
+        /// The PostgreSQL store to fill: postgres://USER@HOST:PORT/DB.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Args)]
@@ -191,6 +213,13 @@ fn load_config(common: &Common) -> Result<Config, String> {
     if let Some(dir) = &common.data_dir {
         cfg.set_data_dir(dir.clone());
     }
+    if let Some(url) = &common.store_url {
+        cfg.store_url = Some(BackendUrl::from(url.clone()));
+    }
+    if let Some(url) = &common.replay_url {
+        cfg.replay_url = Some(BackendUrl::from(url.clone()));
+    }
+    cfg.validate().map_err(|e| e.to_string())?;
     Ok(cfg)
 }
 
@@ -381,9 +410,32 @@ async fn wait_for_signal() {
 
 fn admin(args: AdminArgs) -> Result<(), String> {
     let cfg = load_config(&args.common)?;
+    // These two open no store of their own: they prepare one.
+    match &args.command {
+        AdminCommand::Migrate => {
+            let version = Admin::migrate(&cfg).map_err(|e| e.to_string())?;
+            println!("the PostgreSQL store is at schema version {version}");
+            return Ok(());
+        }
+        AdminCommand::CopyStore { from_data_dir, to } => {
+            let to = BackendUrl::from(to.clone());
+            let copied = Admin::copy_store(from_data_dir, &to).map_err(|e| e.to_string())?;
+            println!(
+                "copied account {} into {to}: {} users, {} access keys, {} MFA devices, {} server keys",
+                copied.account_id,
+                copied.users,
+                copied.access_keys,
+                copied.devices,
+                copied.server_keys
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     let admin = Admin::open(cfg, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
     let result = match args.command {
         AdminCommand::BenchProvision(args) => bench_provision(&admin, &args),
+        AdminCommand::Migrate | AdminCommand::CopyStore { .. } => Ok(()),
         AdminCommand::Mfa(MfaCommand::ImportHardware { file, user }) => admin
             .import_hardware(&file, user.as_deref())
             .map(|n| println!("imported {n} hardware MFA device(s)")),

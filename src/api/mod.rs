@@ -3,6 +3,7 @@
 //! reply. Every failure becomes an [`ApiError`] rendered in one place.
 
 mod context;
+mod health;
 mod iam;
 mod sts;
 
@@ -22,11 +23,12 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::ids;
 use crate::mfa::guard::{AttemptLimiter, ReplayGuard};
+use crate::mfa::redis::RedisMfa;
 use crate::protocol::Service;
 use crate::protocol::error::ApiError;
 use crate::protocol::params::Params;
 use crate::session::KeyRing;
-use crate::store::{Index, Store};
+use crate::store::{IdentityStore, Index};
 use crate::time::UnixTime;
 use crate::verifier::{Payload, Presented, Verifier, VerifyPolicy};
 
@@ -40,7 +42,7 @@ pub(crate) struct Api {
     /// Time.
     pub(crate) clock: SharedClock,
     /// Identities, durable.
-    pub(crate) store: Store,
+    pub(crate) store: IdentityStore,
     /// Identities, in memory.
     pub(crate) index: Arc<Index>,
     /// Session-token keys.
@@ -51,6 +53,8 @@ pub(crate) struct Api {
     pub(crate) replay: Arc<dyn ReplayGuard>,
     /// MFA failure lock-outs, per device (and per caller for unassigned hardware tokens).
     pub(crate) limiter: Arc<dyn AttemptLimiter>,
+    /// The shared replay and lock-out backend, when there is one (for `/readyz`).
+    pub(crate) replay_backend: Option<Arc<RedisMfa>>,
     sts_policy: VerifyPolicy,
     iam_policy: VerifyPolicy,
 }
@@ -67,7 +71,7 @@ impl Api {
     pub(crate) fn new(
         config: Config,
         clock: SharedClock,
-        store: Store,
+        store: IdentityStore,
         index: Arc<Index>,
         keys: Arc<KeyRing>,
         replay: Arc<dyn ReplayGuard>,
@@ -90,6 +94,7 @@ impl Api {
             verifier,
             replay,
             limiter,
+            replay_backend: None,
         }
     }
 
@@ -103,6 +108,9 @@ impl Api {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if let Some(probe) = health::probe(&req) {
+            return health::answer(self, probe).await;
+        }
         let request_id = ids::request_id();
         let (reply, service) = match self.handle_inner(req, remote, &request_id).await {
             Ok(Reply::Xml(service, body)) => (Ok(body), service),

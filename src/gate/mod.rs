@@ -37,7 +37,9 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::ids;
 use crate::server::{self, ServeError, ServerSettings};
+use crate::session::KeyRing;
 use crate::store::StoreError;
+use crate::store::pg::{PgOptions, PgStore};
 use crate::verifier::{Verifier, VerifyPolicy};
 use admit::{BoxError, Gatekeeper};
 use proxy::{GateResponseBody, Upstream};
@@ -97,16 +99,38 @@ impl GateBuilder {
         self
     }
 
-    /// Follows the data dir (read-only), opens the audit log and prepares the upstream client.
+    /// Follows the data dir (read-only), or the PostgreSQL store of `store_url`
+    /// (`docs/multinode.md`; then call it inside the Tokio runtime that will serve, where the
+    /// follower runs), opens the audit log and prepares the upstream client.
     pub fn open(self) -> Result<Gate, GateError> {
         let config = self.config;
         config.validate()?;
-        let verifier = match self.verifier {
-            Some(v) => v,
-            None => Verifier::follow_data_dir(
+        let mut followed = None;
+        let verifier = match (self.verifier, &config.store_url) {
+            (Some(v), _) => v,
+            (None, None) => Verifier::follow_data_dir(
                 &config.data_dir,
                 Duration::from_millis(config.change_poll_millis),
             )?,
+            (None, Some(url)) => {
+                let (store, _) = PgStore::open(PgOptions {
+                    data_dir: &config.data_dir,
+                    url,
+                    timeout: Duration::from_millis(config.store_timeout_millis),
+                    load_index: true,
+                    bootstrap: false,
+                    audit: None,
+                    clock: Arc::clone(&self.clock),
+                })?;
+                let index = store
+                    .index()
+                    .cloned()
+                    .ok_or_else(|| StoreError::Corrupt("the index was not loaded".into()))?;
+                let keys = KeyRing::new(store.server_keys())
+                    .map_err(|e| StoreError::Corrupt(format!("server keys: {e}")))?;
+                followed = Some(store);
+                Verifier::new(index, Arc::new(keys))
+            }
         };
         let timeout = Duration::from_secs(config.gate_upstream_timeout_secs);
         let upstream = config
@@ -135,6 +159,7 @@ impl GateBuilder {
             max_header_bytes: config.max_header_bytes,
             tls: config.tls_cert.is_some(),
             audit,
+            _followed: followed,
         };
         Ok(Gate {
             handler: Arc::new(handler),
@@ -224,6 +249,8 @@ struct GateHandler {
     max_header_bytes: usize,
     tls: bool,
     audit: AuditSink,
+    /// The PostgreSQL store whose follower keeps the verifier current, when there is one.
+    _followed: Option<PgStore>,
 }
 
 impl GateHandler {

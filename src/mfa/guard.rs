@@ -131,6 +131,62 @@ pub trait AttemptLimiter: Send + Sync {
 
     /// Drops everything known about `device`, every caller's records included (deleted).
     fn forget<'a>(&'a self, device: &'a str) -> GuardFuture<'a, ()>;
+
+    /// A whole TOTP attempt at `key` at `now`, as GetSessionToken makes it: refused while
+    /// locked; otherwise counted as a failure, and the first of `candidates` (the steps the
+    /// code matched, in order of preference, possibly none) later than both `replay`'s record
+    /// of `key.device` and `floor` claimed.
+    ///
+    /// The default is [`begin`](Self::begin) then
+    /// [`ReplayGuard::try_accept`] (two steps, each atomic; the failure counted by the first
+    /// stays until [`succeed`](Self::succeed)). A backend that keeps both records may decide
+    /// all of it in one atomic step (one round trip) and clear the failures at once; it then
+    /// answers `settled: true`, and the caller does not call `succeed`.
+    fn claim<'a>(
+        &'a self,
+        key: AttemptKey<'a>,
+        now: UnixTime,
+        replay: &'a dyn ReplayGuard,
+        candidates: &'a [TotpStep],
+        floor: TotpStep,
+    ) -> GuardFuture<'a, Claim> {
+        Box::pin(async move {
+            if let Err(locked) = self.begin(key, now).await? {
+                return Ok(Claim::Locked(locked));
+            }
+            if candidates.is_empty() {
+                return Ok(Claim::WrongCode);
+            }
+            Ok(
+                match replay.try_accept(key.device, candidates, floor).await? {
+                    Some(step) => Claim::Claimed {
+                        step,
+                        settled: false,
+                    },
+                    None => Claim::Replayed,
+                },
+            )
+        })
+    }
+}
+
+/// What [`AttemptLimiter::claim`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Locked after repeated failures; nothing was counted or claimed.
+    Locked(Locked),
+    /// The code matched no step: counted as a failure.
+    WrongCode,
+    /// The code matched only spent steps: counted as a failure.
+    Replayed,
+    /// This step was claimed; the code's acceptance must now be made durable.
+    Claimed {
+        /// The step.
+        step: TotpStep,
+        /// The failures were already cleared (no [`AttemptLimiter::succeed`] to call); when
+        /// `false`, the attempt is still counted until `succeed`.
+        settled: bool,
+    },
 }
 
 /// Why an MFA check refused, as the audit log records it; each API words it for the wire.

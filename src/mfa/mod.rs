@@ -32,13 +32,15 @@
 //!   in the store (`store::attempts`).
 //! - [`qr`]: the Key Uri Format `otpauth://` URI and a QR code PNG for it (1-bit grayscale,
 //!   encoded by the `png` crate).
+//! - [`redis`]: both traits in Redis, for several broker nodes (`docs/multinode.md`).
 //!
-//! Nothing here reads the system clock, touches the network or the disk; only the guard
-//! traits are async, so that a network store can implement them.
+//! Nothing here reads the system clock or touches the disk, and only [`redis`] the network;
+//! the guard traits are async, so that a network store can implement them.
 
 pub(crate) mod base32;
 pub(crate) mod guard;
 pub(crate) mod qr;
+pub(crate) mod redis;
 pub(crate) mod replay;
 pub(crate) mod throttle;
 pub(crate) mod totp;

@@ -127,6 +127,10 @@ pub(crate) enum ApiError {
         "Your socket connection to the server was not read from or written to within the timeout period."
     )]
     RequestTimeout,
+    /// A backend the broker shares with its other nodes (PostgreSQL, Redis) did not answer in
+    /// time or failed: nothing was decided, and the client may retry (`docs/multinode.md#failing-closed`).
+    #[error("The request has failed due to a temporary failure of the server.")]
+    ServiceUnavailable,
     /// A fault of the broker (storage, internal invariant); details go to the log only.
     #[error("The request processing has failed because of an unknown error, exception or failure.")]
     InternalFailure,
@@ -179,6 +183,7 @@ impl ApiError {
             Self::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
             Self::RequestHeaderFieldsTooLarge(_) => "RequestHeaderFieldsTooLarge",
             Self::RequestTimeout => "RequestTimeout",
+            Self::ServiceUnavailable => "ServiceUnavailable",
             Self::InternalFailure => "InternalFailure",
         }
     }
@@ -209,6 +214,7 @@ impl ApiError {
             Self::RequestEntityTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestHeaderFieldsTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InternalFailure => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -274,6 +280,10 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidCodes => Self::InvalidAuthenticationCode,
             StoreError::FidoKey => Self::InvalidInput(FIDO_NOT_THROUGH_API.to_owned()),
             e @ StoreError::UnusableSeed { .. } => Self::InvalidInput(e.to_string()),
+            StoreError::Unavailable(reason) => {
+                tracing::error!(%reason, "the shared store is unavailable");
+                Self::ServiceUnavailable
+            }
             // `MfaRequired` is worded by EnableMFADevice, which knows the caller
             // (`ApiError::explicit_deny`); reaching here is a bug, refused all the same.
             e => {
@@ -302,11 +312,12 @@ impl From<AuthError> for ApiError {
     }
 }
 
-/// A replay guard or attempt limiter that could not answer: the attempt is refused.
+/// A replay guard or attempt limiter that could not answer: the attempt is refused, and the
+/// client may retry once the backend answers again (`docs/multinode.md#failing-closed`).
 impl From<GuardError> for ApiError {
     fn from(e: GuardError) -> Self {
         tracing::error!(error = %e, "MFA state backend failure");
-        Self::InternalFailure
+        Self::ServiceUnavailable
     }
 }
 
@@ -393,6 +404,19 @@ mod tests {
         let body = ApiError::InternalFailure.body(Service::Iam, "r");
         assert!(body.contains("<Type>Receiver</Type>"));
         assert!(body.contains("https://iam.amazonaws.com/doc/2010-05-08/"));
+    }
+
+    #[test]
+    fn an_unavailable_backend_is_a_503_receiver_fault() {
+        let e = ApiError::from(GuardError::Timeout);
+        assert_eq!((e.status().as_u16(), e.code()), (503, "ServiceUnavailable"));
+        assert!(e.body(Service::Sts, "r").contains("<Type>Receiver</Type>"));
+        let e = ApiError::from(StoreError::Unavailable("timed out".into()));
+        assert_eq!(e, ApiError::ServiceUnavailable);
+        assert_eq!(
+            e.to_string(),
+            "The request has failed due to a temporary failure of the server."
+        );
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub enum StoreError {
     /// The data dir cannot be used.
     #[error("data dir: {0}")]
     DataDir(String),
+    /// The shared store (PostgreSQL) did not answer in time, or failed: nothing was decided,
+    /// and the request is refused until it answers again.
+    #[error("the shared store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -100,6 +104,7 @@ impl StoreError {
                 | Self::Closed
                 | Self::AuditUnavailable
                 | Self::DataDir(_)
+                | Self::Unavailable(_)
         )
     }
 }

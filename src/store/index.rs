@@ -55,7 +55,8 @@ impl Changed {
         }
     }
 
-    fn from_db(kind: &str, key: String) -> Option<Self> {
+    /// The inverse of [`Changed::as_db`].
+    pub(crate) fn from_db(kind: &str, key: String) -> Option<Self> {
         match kind {
             "user" => Some(Self::User(key)),
             "access_key" => Some(Self::AccessKey(key)),
@@ -246,6 +247,40 @@ impl Index {
             },
         }
         Ok(())
+    }
+
+    /// Puts (or, with `None`, removes) one user: a follower of a store that is not SQLite.
+    pub(crate) fn apply_user(&self, id: &str, user: Option<User>) {
+        if let Some((_, old)) = self.users.remove(id) {
+            self.user_ids_by_name.remove(&old.name.to_lowercase());
+        }
+        if let Some(user) = user {
+            self.put_user(user);
+        }
+    }
+
+    /// Puts (or removes) one access key, as [`Index::apply_user`].
+    pub(crate) fn apply_access_key(&self, id: &str, key: Option<AccessKey>) {
+        match key {
+            Some(key) => {
+                self.keys.insert(id.to_owned(), Arc::new(key));
+            }
+            None => {
+                self.keys.remove(id);
+            }
+        }
+    }
+
+    /// Puts (or removes) one device, as [`Index::apply_user`].
+    pub(crate) fn apply_device(&self, serial: &str, device: Option<Device>) {
+        match device {
+            Some(device) => {
+                self.devices.insert(serial.to_owned(), Arc::new(device));
+            }
+            None => {
+                self.devices.remove(serial);
+            }
+        }
     }
 
     /// The account every identity here belongs to.

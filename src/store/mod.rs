@@ -10,12 +10,17 @@
 //!   follows `change_log` by polling.
 //!
 //! The MFA failure lock-out lives here too ([`attempts`]), written by the same writer.
+//!
+//! Several nodes share a PostgreSQL store instead ([`pg`], `docs/multinode.md`); the API, the
+//! admin commands and the gate reach either through [`IdentityStore`] ([`backend`]).
 
 pub(crate) mod attempts;
+pub(crate) mod backend;
 mod error;
 mod index;
 mod open;
 pub(crate) mod ops;
+pub(crate) mod pg;
 pub(crate) mod queries;
 mod rows;
 mod schema;
@@ -31,6 +36,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub(crate) use attempts::StoreLimiter;
+pub(crate) use backend::IdentityStore;
 pub use error::StoreError;
 pub(crate) use index::Index;
 pub(crate) use open::ServerKey;
@@ -186,7 +192,8 @@ impl Store {
         .map_err(|_| StoreError::Closed)?
     }
 
-    /// [`Store::read`] for synchronous callers (the admin commands).
+    /// [`Store::read`] for synchronous callers (tests).
+    #[cfg(test)]
     pub(crate) fn read_blocking<T>(
         &self,
         read: impl FnOnce(&Connection, &Sealer) -> Result<T, StoreError>,

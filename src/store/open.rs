@@ -19,7 +19,7 @@ const DB_FILE: &str = "sts-broker.db";
 /// Root credentials file name inside the data dir (`aws configure import --csv` format).
 pub const ROOT_CREDENTIALS_FILE: &str = "root-credentials.csv";
 /// Sealing context of the value that proves the master key matches the database.
-const SEAL_CHECK: &str = "meta:seal_check";
+pub(super) const SEAL_CHECK: &str = "meta:seal_check";
 
 /// A session-credential key: `kid`, a JWT signing key and a secret-derivation key.
 pub(crate) struct ServerKey {

@@ -345,8 +345,17 @@ fn consecutive_step(
     device: &Device,
     pair: &CodePair,
 ) -> Result<(TotpStep, i64), StoreError> {
+    consecutive_step_at(ctx.now, device, pair)
+}
+
+/// [`consecutive_step`] at `now`, for any store.
+pub(crate) fn consecutive_step_at(
+    now: crate::time::UnixTime,
+    device: &Device,
+    pair: &CodePair,
+) -> Result<(TotpStep, i64), StoreError> {
     let totp = device.totp().ok_or(StoreError::FidoKey)?;
-    let now_step = TotpStep::at(ctx.now);
+    let now_step = TotpStep::at(now);
     let found = totp
         .key
         .find_consecutive(pair.codes.0, pair.codes.1, now_step, pair.window)

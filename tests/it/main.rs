@@ -44,6 +44,12 @@ mod gate_forward_auth;
 mod gate_process;
 mod gate_proxy;
 
+// Several nodes on PostgreSQL and Redis.
+mod multinode_copy_store;
+mod multinode_identities;
+mod multinode_mfa;
+mod multinode_outages;
+
 // Operators, records, restarts, the data dir, other clients, transports, hostile connections.
 mod admin_commands;
 mod audit_fail_closed;

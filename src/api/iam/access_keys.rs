@@ -7,7 +7,6 @@ use crate::model::Principal;
 use crate::protocol::error::ApiError;
 use crate::protocol::validate::Checks;
 use crate::protocol::xml::XmlWriter;
-use crate::store::{ops, queries};
 
 fn status_text(active: bool) -> &'static str {
     if active { "Active" } else { "Inactive" }
@@ -35,11 +34,7 @@ fn target(ctx: &RequestCtx<'_>, action: &str) -> Result<Principal, ApiError> {
 pub(super) async fn create(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
     let target = target(ctx, "CreateAccessKey")?;
     let owner = target.owner();
-    let key = ctx
-        .api
-        .store
-        .write(None, move |w| ops::create_access_key(w, &owner))
-        .await?;
+    let key = ctx.api.store.create_access_key(owner).await?;
     Ok(with_result(ctx, "CreateAccessKey", &|w: &mut XmlWriter| {
         w.open("AccessKey")
             .leaf_opt("UserName", target.user_name())
@@ -54,11 +49,7 @@ pub(super) async fn create(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
 pub(super) async fn list(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
     let target = target(ctx, "ListAccessKeys")?;
     let owner = target.owner();
-    let keys = ctx
-        .api
-        .store
-        .read(move |conn, _| queries::list_access_keys(conn, &owner))
-        .await?;
+    let keys = ctx.api.store.list_access_keys(owner).await?;
     Ok(with_result(ctx, "ListAccessKeys", &|w: &mut XmlWriter| {
         w.leaf_opt("UserName", target.user_name());
         w.open("AccessKeyMetadata");
@@ -87,12 +78,7 @@ pub(super) async fn update(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
     check_user_name(&mut checks, "userName", name);
     let (id, active) = checks.finish_with(|| Some((id?.to_owned(), status? == "Active")))?;
     let owner = resolve_target(ctx, "UpdateAccessKey", name)?.owner();
-    ctx.api
-        .store
-        .write(None, move |w| {
-            ops::update_access_key(w, &owner, &id, active)
-        })
-        .await?;
+    ctx.api.store.update_access_key(owner, id, active).await?;
     Ok(no_result(ctx, "UpdateAccessKey"))
 }
 
@@ -104,9 +90,6 @@ pub(super) async fn delete(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
     check_user_name(&mut checks, "userName", name);
     let id = checks.finish_with(|| Some(id?.to_owned()))?;
     let owner = resolve_target(ctx, "DeleteAccessKey", name)?.owner();
-    ctx.api
-        .store
-        .write(None, move |w| ops::delete_access_key(w, &owner, &id))
-        .await?;
+    ctx.api.store.delete_access_key(owner, id).await?;
     Ok(no_result(ctx, "DeleteAccessKey"))
 }

@@ -31,7 +31,7 @@ use crate::protocol::validate::{Checks, is_name_char, is_serial_char};
 use crate::protocol::xml::XmlWriter;
 use crate::store::StoreError;
 use crate::store::ops::{self, CodePair, EnableRules, VirtualQuota};
-use crate::store::queries::{self, Assignment, PageRequest};
+use crate::store::queries::{Assignment, PageRequest};
 
 /// Refusal of EnableMFADevice for the account root user (`docs/mfa.md#root-user-mfa`).
 const ROOT_CONSOLE_ONLY: &str = "The account root user's MFA devices can be enabled or deactivated only outside the AWS API: use `sts-broker admin mfa enable-root` or `sts-broker admin mfa deactivate`.";
@@ -139,9 +139,7 @@ pub(super) async fn create_virtual(ctx: &RequestCtx<'_>) -> Result<String, ApiEr
     let result = ctx
         .api
         .store
-        .write(None, move |w| {
-            ops::create_virtual_device(w, &n, &path, &creator, quota)
-        })
+        .create_virtual_device(n, path, creator, quota)
         .await
         .map_err(ApiError::from);
     audit(
@@ -281,11 +279,7 @@ async fn check_enable_caller(
     }
     let owner = target.owner();
     let counted = owner.clone();
-    let held = ctx
-        .api
-        .store
-        .read(move |conn, _| queries::enabled_device_count(conn, &counted))
-        .await?;
+    let held = ctx.api.store.enabled_device_count(counted).await?;
     if held > 0 && !ctx.caller.mfa_present() {
         return Err(ApiError::explicit_deny(
             &ctx.caller.arn,
@@ -364,17 +358,9 @@ async fn two_codes_checked(
                     max_devices,
                     may_add_to_enabled,
                 };
-                store
-                    .write(None, move |w| {
-                        ops::enable_device(w, &pair, rules).map(|_| ())
-                    })
-                    .await
+                store.enable_device(pair, rules).await.map(|_| ())
             }
-            TwoCodeOp::Resync => {
-                store
-                    .write(None, move |w| ops::resync_device(w, &pair))
-                    .await
-            }
+            TwoCodeOp::Resync => store.resync_device(pair).await,
         };
         match written {
             Ok(()) => Verdict::Accepted(()),
@@ -453,10 +439,9 @@ pub(super) async fn deactivate(ctx: &RequestCtx<'_>) -> Result<String, ApiError>
         let serial = input.serial.clone();
         ctx.api
             .store
-            .write(None, move |w| {
-                ops::deactivate_device(w, &serial, &owner).map(|_| ())
-            })
+            .deactivate_device(serial, owner)
             .await
+            .map(|_| ())
             .map_err(ApiError::from)
     }
     .await;
@@ -481,8 +466,9 @@ pub(super) async fn delete_virtual(ctx: &RequestCtx<'_>) -> Result<String, ApiEr
         let s = serial.clone();
         ctx.api
             .store
-            .write(None, move |w| ops::delete_virtual_device(w, &s).map(|_| ()))
+            .delete_virtual_device(s)
             .await
+            .map(|_| ())
             .map_err(ApiError::from)?;
         // The serial may name a new device later (same path and name, new seed): it must not
         // inherit this one's lock-out or last step, and a deleted device's entries must not
@@ -521,11 +507,7 @@ pub(super) async fn list(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
     checks.finish()?;
     let target = resolve_target(ctx, "ListMFADevices", name)?;
     let owner = target.owner();
-    let devices = ctx
-        .api
-        .store
-        .read(move |conn, sealer| queries::list_assigned_devices(conn, sealer, &owner))
-        .await?;
+    let devices = ctx.api.store.list_assigned_devices(owner).await?;
     Ok(with_result(ctx, "ListMFADevices", &|w: &mut XmlWriter| {
         w.open("MFADevices");
         for d in &devices {
@@ -575,9 +557,7 @@ pub(super) async fn list_virtual(ctx: &RequestCtx<'_>) -> Result<String, ApiErro
     let page = ctx
         .api
         .store
-        .read(move |conn, sealer| {
-            queries::list_virtual_devices(conn, sealer, assignment, visible_to.as_ref(), &page)
-        })
+        .list_virtual_devices(assignment, visible_to, page)
         .await?;
     let index = ctx.index();
     Ok(with_result(

@@ -9,8 +9,7 @@ use crate::protocol::error::ApiError;
 use crate::protocol::params::Params;
 use crate::protocol::validate::{Checks, is_name_char};
 use crate::protocol::xml::XmlWriter;
-use crate::store::ops;
-use crate::store::queries::{self, PageRequest};
+use crate::store::queries::PageRequest;
 
 /// CreateUser's parameters.
 struct CreateUser {
@@ -44,11 +43,7 @@ pub(super) async fn create(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
         "CreateUser",
         &format!("arn:aws:iam::{}:user{path}{name}", ctx.account()),
     )?;
-    let user = ctx
-        .api
-        .store
-        .write(None, move |w| ops::create_user(w, &name, &path))
-        .await?;
+    let user = ctx.api.store.create_user(name, path).await?;
     let account = ctx.account();
     Ok(with_result(ctx, "CreateUser", &|w: &mut XmlWriter| {
         write_user(w, "User", &user, account);
@@ -96,11 +91,7 @@ pub(super) async fn list(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
         "ListUsers",
         &format!("arn:aws:iam::{}:user/", ctx.account()),
     )?;
-    let page = ctx
-        .api
-        .store
-        .read(move |conn, _| queries::list_users(conn, &path_prefix, &page))
-        .await?;
+    let page = ctx.api.store.list_users(path_prefix, page).await?;
     let account = ctx.account();
     Ok(with_result(ctx, "ListUsers", &|w: &mut XmlWriter| {
         w.open("Users");
@@ -118,9 +109,6 @@ pub(super) async fn delete(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
     check_user_name(&mut checks, "userName", name);
     let name = checks.finish_with(|| Some(name?.to_owned()))?;
     require_root(ctx, "DeleteUser", &super::user_arn_for(ctx, &name))?;
-    ctx.api
-        .store
-        .write(None, move |w| ops::delete_user(w, &name))
-        .await?;
+    ctx.api.store.delete_user(name).await?;
     Ok(super::no_result(ctx, "DeleteUser"))
 }

@@ -24,7 +24,7 @@
 
 use crate::api::RequestCtx;
 use crate::audit::{AuditEvent, Outcome};
-use crate::mfa::guard::{self, AttemptKey, GuardError, MfaRefusal, Verdict, VerifyError};
+use crate::mfa::guard::{AttemptKey, Claim, MfaRefusal};
 use crate::mfa::is_u2f_arn;
 use crate::mfa::totp::{TokenCode, TotpStep};
 use crate::model::TotpDevice;
@@ -34,7 +34,7 @@ use crate::protocol::params::Params;
 use crate::protocol::validate::{Checks, is_serial_char, parse_int};
 use crate::protocol::xml::{XmlWriter, success_body};
 use crate::session::{MfaContext, SessionCredentials, SessionGrant};
-use crate::store::{RequiredLine, StoreError, ops};
+use crate::store::{RequiredLine, StoreError};
 
 /// Shortest session, seconds.
 const MIN_DURATION: i64 = 900;
@@ -191,71 +191,96 @@ async fn with_mfa(
 ) -> Result<String, ApiError> {
     let center = TotpStep::at(ctx.now) + totp.drift;
     let window = ctx.api.config.mfa_window;
-    let replay = ctx.api.replay.as_ref();
+    let limiter = ctx.api.limiter.as_ref();
     let key = AttemptKey::device(serial);
-    let checked = guard::verify(ctx.api.limiter.as_ref(), key, ctx.now, async || {
-        let candidates = totp.key.matching_steps(code, center, window);
-        if candidates.is_empty() {
-            return Verdict::Refused(MfaRefusal::WrongCode);
+    // The steps are computed before the lock is looked at, because a shared backend decides
+    // the lock, the count and the claim in one step; a locked device refuses whatever they
+    // are, with the same answer, so they tell nothing.
+    let candidates = totp.key.matching_steps(code, center, window);
+    let claimed = limiter
+        .claim(
+            key,
+            ctx.now,
+            ctx.api.replay.as_ref(),
+            &candidates,
+            totp.last_step,
+        )
+        .await;
+    let (step, settled) = match claimed {
+        Ok(Claim::Claimed { step, settled }) => (step, settled),
+        Ok(Claim::Locked(locked)) => {
+            return Err(refuse_mfa(
+                ctx,
+                serial,
+                MfaRefusal::Locked {
+                    until: locked.until,
+                },
+            ));
         }
-        let step = match replay.try_accept(serial, &candidates, totp.last_step).await {
-            Ok(Some(step)) => step,
-            Ok(None) => return Verdict::Refused(MfaRefusal::Replayed),
-            Err(e) => return Verdict::Unjudged(Unjudged::Guard(e)),
-        };
-        let mfa = MfaContext {
-            serial: serial.to_owned(),
-            auth_time: ctx.now,
-        };
-        let creds = match mint(ctx, duration, Some(mfa)) {
-            Ok(creds) => creds,
-            Err(e) => return Verdict::Unjudged(Unjudged::Mint(e)),
-        };
-        let mut event = event(ctx, Outcome::Success, Some(serial), None);
-        event.mfa_authenticated = Some(true);
-        event.expiration = Some(creds.expiration.iso8601());
-        let required = RequiredLine {
-            line: event.to_line(),
-            if_refused: unrecorded(ctx, Some(serial), true),
-        };
-        let serial_owned = serial.to_owned();
-        // One group commit makes the step durable, clears the failures and writes the audit
-        // line (fsynced), before the credentials are returned. A step another broker process
-        // recorded first fails the job, so that its success line is not written either.
-        let recorded = ctx
-            .api
-            .store
-            .write(Some(required), move |w| {
-                match ops::record_accepted_step(w, &serial_owned, step)? {
-                    true => Ok(()),
-                    false => Err(StoreError::InvalidCodes),
-                }
-            })
-            .await;
-        match recorded {
-            Ok(()) => Verdict::Accepted(creds),
-            Err(StoreError::InvalidCodes) => Verdict::Refused(MfaRefusal::Replayed),
-            Err(e) => Verdict::Unjudged(Unjudged::Store(e)),
+        Ok(Claim::WrongCode) => return Err(refuse_mfa(ctx, serial, MfaRefusal::WrongCode)),
+        Ok(Claim::Replayed) => return Err(refuse_mfa(ctx, serial, MfaRefusal::Replayed)),
+        Err(e) => return Err(refuse(ctx, Some(serial), "mfa_backend_failure", e.into())),
+    };
+    let outcome = issue(ctx, duration, serial, step).await;
+    // Settles the attempt: a success clears the failures (unless the claim did), a replay the
+    // store refused stays a failure (counted again if the claim had cleared it), and an
+    // attempt that ended unjudged is given back.
+    let settled_ok = match (&outcome, settled) {
+        (Ok(_), false) => limiter.succeed(key).await,
+        (Ok(_), true) => Ok(()),
+        (Err(Unjudged::Replayed), true) => limiter.begin(key, ctx.now).await.map(|_| ()),
+        (Err(Unjudged::Replayed), false) => Ok(()),
+        (Err(_), false) => limiter.cancel(key).await,
+        (Err(_), true) => Ok(()),
+    };
+    match outcome {
+        Ok(creds) => {
+            settled_ok.map_err(|e| refuse(ctx, Some(serial), "mfa_backend_failure", e.into()))?;
+            Ok(render(ctx, &creds))
         }
-    })
-    .await;
-    match checked {
-        Ok(creds) => Ok(render(ctx, &creds)),
-        Err(VerifyError::Refused(refusal)) => Err(refuse_mfa(ctx, serial, refusal)),
-        Err(VerifyError::Guard(e) | VerifyError::Unjudged(Unjudged::Guard(e))) => {
-            Err(refuse(ctx, Some(serial), "mfa_backend_failure", e.into()))
-        }
-        Err(VerifyError::Unjudged(Unjudged::Mint(e))) => {
-            Err(refuse(ctx, Some(serial), "internal_failure", e))
-        }
-        Err(VerifyError::Unjudged(Unjudged::Store(e))) => Err(issue_failed(ctx, Some(serial), e)),
+        Err(Unjudged::Replayed) => Err(refuse_mfa(ctx, serial, MfaRefusal::Replayed)),
+        Err(Unjudged::Mint(e)) => Err(refuse(ctx, Some(serial), "internal_failure", e)),
+        Err(Unjudged::Store(e)) => Err(issue_failed(ctx, Some(serial), e)),
     }
 }
 
-/// Why an MFA attempt ended before its outcome was settled.
+/// Mints the credentials for a claimed step and makes the step durable with their audit line,
+/// before they are returned. The store refuses a step another broker process or node recorded
+/// first (its conditional update is the authority), and then no success line is written.
+async fn issue(
+    ctx: &RequestCtx<'_>,
+    duration: i64,
+    serial: &str,
+    step: TotpStep,
+) -> Result<SessionCredentials, Unjudged> {
+    let mfa = MfaContext {
+        serial: serial.to_owned(),
+        auth_time: ctx.now,
+    };
+    let creds = mint(ctx, duration, Some(mfa)).map_err(Unjudged::Mint)?;
+    let mut event = event(ctx, Outcome::Success, Some(serial), None);
+    event.mfa_authenticated = Some(true);
+    event.expiration = Some(creds.expiration.iso8601());
+    let required = RequiredLine {
+        line: event.to_line(),
+        if_refused: unrecorded(ctx, Some(serial), true),
+    };
+    match ctx
+        .api
+        .store
+        .record_accepted_step(serial.to_owned(), step, required)
+        .await
+    {
+        Ok(()) => Ok(creds),
+        Err(StoreError::InvalidCodes) => Err(Unjudged::Replayed),
+        Err(e) => Err(Unjudged::Store(e)),
+    }
+}
+
+/// Why a claimed step was not issued.
 enum Unjudged {
-    /// The replay guard could not answer.
-    Guard(GuardError),
+    /// The store holds that step or a later one already: a replay.
+    Replayed,
     /// The credentials could not be minted.
     Mint(ApiError),
     /// The store could not record the step or its audit line.

@@ -19,13 +19,18 @@ pub(crate) fn wall_now() -> i64 {
         .as_secs() as i64
 }
 
+/// A number no other call in this test process returns.
+pub(crate) fn unique() -> u32 {
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
 /// A fresh directory under the target's scratch space.
 pub(crate) fn fresh_dir(tag: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "it-{tag}-{}-{}",
         std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
+        unique()
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -72,6 +77,8 @@ pub(crate) struct Setup {
     max_connections: Option<usize>,
     tls: Option<(PathBuf, PathBuf)>,
     audit_log_links_to: Option<PathBuf>,
+    store_url: Option<String>,
+    replay_url: Option<String>,
 }
 
 impl Setup {
@@ -136,7 +143,21 @@ impl Setup {
         self
     }
 
+    /// Several nodes: the PostgreSQL store at `store_url` and the Redis at `replay_url`
+    /// (`store_url`, `replay_url`).
+    pub(crate) fn shared(mut self, store_url: &str, replay_url: &str) -> Self {
+        self.store_url = Some(store_url.to_owned());
+        self.replay_url = Some(replay_url.to_owned());
+        self
+    }
+
     fn apply(&self, cfg: &mut Config) {
+        if let Some(url) = &self.store_url {
+            cfg.store_url = Some(url.clone().into());
+        }
+        if let Some(url) = &self.replay_url {
+            cfg.replay_url = Some(url.clone().into());
+        }
         if let Some(steps) = self.mfa_window {
             cfg.mfa_window = steps;
         }
@@ -222,11 +243,16 @@ impl TestBroker {
             .unwrap();
         let account_id = broker.account_id().to_owned();
         let running = broker.start().await.unwrap();
+        let creds_file = data_dir.join("root-credentials.csv");
         Self {
             addr: running.local_addr(),
             clock,
             account_id,
-            root: root_creds_in(&data_dir),
+            root: if creds_file.exists() {
+                root_creds_in(&data_dir)
+            } else {
+                Creds::new("", "", None)
+            },
             data_dir,
             audit_file,
             config: cfg,
@@ -266,6 +292,48 @@ impl TestBroker {
         let mut cfg = self.config.clone();
         cfg.audit = AuditTarget::File(self.data_dir.join("audit.peer.log"));
         Self::boot(cfg, self.clock.clone()).await
+    }
+
+    /// Another node of this broker's shared store (`Setup::shared`): its own data dir (holding
+    /// a copy of this node's master key, as an operator distributes it), audit log, pool,
+    /// index and follower; the same configuration and clock.
+    pub(crate) async fn node(&self) -> Self {
+        let data_dir = fresh_dir("node");
+        std::fs::copy(
+            self.data_dir.join("master.key"),
+            data_dir.join("master.key"),
+        )
+        .unwrap();
+        let mut cfg = self.config.clone();
+        cfg.set_data_dir(data_dir.clone());
+        cfg.audit = AuditTarget::File(data_dir.join("audit.log"));
+        let mut node = Self::boot(cfg, self.clock.clone()).await;
+        // The account's root credentials were written where it was created.
+        node.root = self.root.clone();
+        node
+    }
+
+    /// A broker on the PostgreSQL store at `store_url` and the Redis at `replay_url`, whose
+    /// data dir gets `master_key_from`'s master key (a store copied from that data dir).
+    pub(crate) async fn node_of(
+        master_key_from: &Path,
+        store_url: &str,
+        replay_url: &str,
+        clock: TestClock,
+    ) -> Self {
+        let data_dir = fresh_dir("node");
+        std::fs::copy(
+            master_key_from.join("master.key"),
+            data_dir.join("master.key"),
+        )
+        .unwrap();
+        let mut cfg = config_for(&data_dir);
+        Setup::default()
+            .shared(store_url, replay_url)
+            .apply(&mut cfg);
+        let mut node = Self::boot(cfg, clock).await;
+        node.root = root_creds_in(master_key_from);
+        node
     }
 
     /// How many failure records the MFA lock-out keeps: the rows of the store's `mfa_attempt`

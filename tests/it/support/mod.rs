@@ -8,11 +8,13 @@
 //! - `assert`, `texts`: the assertion for refused calls, and the error texts it compares.
 //! - `audit`, `wait`, `process`: the audit logs, polling, and the real binary.
 //! - `upstream`, `nginx`: the services a gate or nginx forwards to, and nginx itself.
+//! - `engines`: PostgreSQL and Redis of a test's own, for several broker nodes.
 
 pub(crate) mod assert;
 pub(crate) mod audit;
 pub(crate) mod broker;
 pub(crate) mod clients;
+pub(crate) mod engines;
 pub(crate) mod http;
 pub(crate) mod iam;
 pub(crate) mod mfa;

@@ -24,6 +24,11 @@ pub(crate) const EXPIRED_TOKEN: &str = "The security token included in the reque
 pub(crate) const INTERNAL_FAILURE: &str =
     "The request processing has failed because of an unknown error, exception or failure.";
 
+/// `ServiceUnavailable` (503): a backend the nodes share did not answer in time
+/// (`docs/multinode.md#failing-closed`), verbatim from CommonErrors.html (above).
+pub(crate) const SERVICE_UNAVAILABLE: &str =
+    "The request has failed due to a temporary failure of the server.";
+
 /// `MissingAuthenticationToken` (403): no SigV4 at all. Quoted in
 /// abuzuhri/Amazon-SP-API-CSharp#99 (https://github.com/abuzuhri/Amazon-SP-API-CSharp/issues/99).
 pub(crate) const MISSING_AUTHENTICATION_TOKEN: &str = "Request is missing Authentication Token";
