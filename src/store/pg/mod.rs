@@ -93,11 +93,18 @@ pub(crate) fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreErr
 
 /// Parses the store URL (its password never goes into an error).
 pub(crate) fn pg_config(url: &BackendUrl) -> Result<tokio_postgres::Config, StoreError> {
-    url.expose().parse().map_err(|_| {
+    let mut config: tokio_postgres::Config = url.expose().parse().map_err(|_| {
         StoreError::DataDir(format!(
             "store_url {url} is not a PostgreSQL connection URL (postgres://USER[:PASSWORD]@HOST:PORT/DB)"
         ))
-    })
+    })?;
+    // The idempotent migrations (`CREATE … IF NOT EXISTS`) make the server send a NOTICE at
+    // every start, which the driver logs; warnings and errors still come through. An operator's
+    // own `options` in the URL win.
+    if config.get_options().is_none() {
+        config.options("-c client_min_messages=warning");
+    }
+    Ok(config)
 }
 
 /// One connection outside the pool (start-up work, the change listener); its driver runs on
