@@ -169,6 +169,9 @@ enum Waiter {
 impl Writer {
     /// Serves jobs until every sender is gone.
     pub(crate) fn run(mut self, jobs: Receiver<Job>) {
+        // Room for every statement the jobs cache (rusqlite keeps 16 by default), so that
+        // none is parsed again because another pushed it out.
+        self.conn.set_prepared_statement_cache_capacity(128);
         let mut last_idle = Instant::now();
         let mut polls_since_prune = 0;
         loop {
@@ -408,24 +411,25 @@ impl Writer {
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         // A job that never runs drops its reply channel; its caller then sees `Closed`.
-        let mut tx = self
+        let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Each job in a savepoint of its own, opened and closed through cached statements:
+        // rusqlite's `Savepoint` would parse its SQL afresh for every job.
         for run in writes {
-            let sp = tx.savepoint()?;
+            tx.prepare_cached("SAVEPOINT job")?.execute([])?;
             let mut ctx = WriteCtx {
-                conn: &sp,
+                conn: &tx,
                 sealer: &self.sealer,
                 account_id: &self.account_id,
                 now,
             };
             let ran = run(&mut ctx);
-            if ran.ok {
-                sp.commit()?;
-            } else {
-                // Dropping a savepoint rolls it back: a refused job leaves nothing behind.
-                drop(sp);
+            if !ran.ok {
+                // A refused job leaves nothing behind.
+                tx.prepare_cached("ROLLBACK TO job")?.execute([])?;
             }
+            tx.prepare_cached("RELEASE job")?.execute([])?;
             completions.push((ran.complete, ran.audit.filter(|_| ran.ok)));
         }
         tx.commit()?;
