@@ -442,6 +442,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refused_job_leaves_nothing_and_the_others_are_committed() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t(n INTEGER)").unwrap();
+        let mut writer = Writer {
+            conn,
+            sealer: Arc::new(Sealer::new(&[7; 32]).unwrap()),
+            account_id: "123456789012".into(),
+            clock: Arc::new(crate::clock::SystemClock),
+            index: None,
+            audit: AuditLog::open(&crate::audit::AuditTarget::Off).unwrap(),
+            held: HeldLines::default(),
+            poll: Duration::from_secs(1),
+        };
+        let job = |n: i64, ok: bool| -> WriteFn {
+            Box::new(move |ctx: &mut WriteCtx<'_>| {
+                ctx.conn()
+                    .execute("INSERT INTO t(n) VALUES (?1)", [n])
+                    .unwrap();
+                Ran {
+                    ok,
+                    audit: None,
+                    complete: Box::new(|_| {}),
+                }
+            })
+        };
+        let mut completions = Vec::new();
+        writer
+            .commit_writes(
+                vec![job(1, true), job(2, false), job(3, true), job(4, false)],
+                &mut completions,
+            )
+            .unwrap();
+        let kept: Vec<i64> = writer
+            .conn
+            .prepare("SELECT n FROM t ORDER BY n")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kept, [1, 3]);
+        assert_eq!(completions.len(), 4);
+    }
+
+    #[test]
     fn held_lines_are_bounded_and_count_what_they_drop() {
         let mut held = HeldLines::default();
         for i in 0..MAX_HELD_LINES + 5 {
