@@ -286,7 +286,12 @@ impl<'a> AuditEvent<'a> {
     pub(crate) fn to_line(&self) -> String {
         // Serialising plain strings, numbers and addresses cannot fail; an empty object is a
         // visible, harmless fallback.
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+        // Written into a buffer the size of a typical line, not grown from serde_json's 128.
+        let mut out = Vec::with_capacity(512);
+        match serde_json::to_writer(&mut out, self) {
+            Ok(()) => String::from_utf8(out).unwrap_or_else(|_| "{}".to_owned()),
+            Err(_) => "{}".to_owned(),
+        }
     }
 }
 

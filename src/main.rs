@@ -8,6 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use sts_broker::Admin;
 use sts_broker::{BackendUrl, Broker, Config, Gate, SystemClock};
 
+/// mimalloc's per-thread free lists: every request allocates and frees dozens of small blocks,
+/// a quarter of the broker's CPU in glibc's malloc before (BENCHMARKS.md, "After").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sts-broker",

@@ -67,7 +67,18 @@ impl UnixTime {
     #[must_use]
     pub fn iso8601(self) -> String {
         let (y, mo, d, h, mi, s) = split(self.0);
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+        if !(0..=9999).contains(&y) {
+            return format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z");
+        }
+        // Written digit by digit: this is on every GetSessionToken answer and audit line.
+        let mut out = String::with_capacity(20);
+        push_digits(&mut out, y, 4);
+        for (sep, n) in [('-', mo), ('-', d), ('T', h), (':', mi), (':', s)] {
+            out.push(sep);
+            push_digits(&mut out, n, 2);
+        }
+        out.push('Z');
+        out
     }
 
     /// `20260101`.
@@ -85,6 +96,14 @@ impl UnixTime {
         const LAST_FOUR_DIGIT_YEAR_SECOND: i64 = 253_402_300_799;
         let secs = u64::try_from(self.0.clamp(0, LAST_FOUR_DIGIT_YEAR_SECOND)).unwrap_or(0);
         httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    }
+}
+
+/// Appends the last `width` decimal digits of `n` (0 ≤ `n`), zero-padded.
+fn push_digits(out: &mut String, n: i64, width: u32) {
+    for place in (0..width).rev() {
+        let digit = (n / 10_i64.pow(place)).rem_euclid(10);
+        out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
     }
 }
 
@@ -177,6 +196,15 @@ mod tests {
         assert_eq!(t(4_107_542_400).iso8601(), "2100-03-01T00:00:00Z");
         assert_eq!(t(-1).iso8601(), "1969-12-31T23:59:59Z");
         assert_eq!(t(253_402_300_799).iso8601(), "9999-12-31T23:59:59Z");
+        // The digit-by-digit form is the formatted one, across years and times of day.
+        for unix in (-62_167_219_200_i64..253_402_300_799).step_by(7_777_777_777) {
+            let (y, mo, d, h, mi, s) = split(unix);
+            assert_eq!(
+                t(unix).iso8601(),
+                format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+            );
+        }
+        assert_eq!(t(253_402_300_800).iso8601(), "10000-01-01T00:00:00Z");
     }
 
     #[test]

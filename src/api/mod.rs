@@ -273,7 +273,21 @@ impl crate::server::Handler for Api {
 /// Sets `Date` from the broker's clock rather than hyper's: SDKs correct their signing time by
 /// the skew they see in it, so it must be the clock the broker judges requests by.
 fn set_date<B>(resp: &mut Response<B>, now: UnixTime) {
-    if let Ok(v) = HeaderValue::from_str(&now.http_date()) {
+    // The text changes once a second; each worker thread keeps the last one it made (a
+    // `HeaderValue` clone shares its bytes).
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(i64, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let value = LAST.with_borrow_mut(|last| match last {
+        Some((secs, v)) if *secs == now.secs() => Some(v.clone()),
+        _ => {
+            let v = HeaderValue::from_str(&now.http_date()).ok()?;
+            *last = Some((now.secs(), v.clone()));
+            Some(v)
+        }
+    });
+    if let Some(v) = value {
         resp.headers_mut().insert(header::DATE, v);
     }
 }
@@ -299,14 +313,20 @@ fn xml_response(
 /// `Content-Type`, `x-amzn-RequestId` and, for STS, `x-amz-sts-extended-request-id`: on every
 /// reply, redirects included (`docs/sts-wire-contract.md#response-headers`).
 fn insert_request_headers(h: &mut http::HeaderMap, request_id: &str, service: Service) {
+    const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-amzn-requestid");
+    const EXTENDED_ID: header::HeaderName =
+        header::HeaderName::from_static("x-amz-sts-extended-request-id");
+    const EXTENDED_PREFIX: &str = "1:sts-broker:S:";
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-amzn-requestid", v);
+        h.insert(REQUEST_ID, v);
         if service == Service::Sts {
-            let extended = base64::engine::general_purpose::STANDARD
-                .encode(format!("1:sts-broker:S:{request_id}"));
+            let mut plain = String::with_capacity(EXTENDED_PREFIX.len() + request_id.len());
+            plain.push_str(EXTENDED_PREFIX);
+            plain.push_str(request_id);
+            let extended = base64::engine::general_purpose::STANDARD.encode(plain);
             if let Ok(x) = HeaderValue::from_str(&extended) {
-                h.insert("x-amz-sts-extended-request-id", x);
+                h.insert(EXTENDED_ID, x);
             }
         }
     }

@@ -2,8 +2,6 @@
 //! trailing newline (`docs/sts-wire-contract.md#success-body`). A few fixed shapes, so a small
 //! writer beats an XML library.
 
-use std::fmt::Write as _;
-
 /// Whether `c` may appear in an XML 1.0 document at all (the `Char` production,
 /// https://www.w3.org/TR/xml/#charsets). A Rust `char` is never a surrogate, so what is left out
 /// is the C0 controls other than tab, line feed and carriage return, and U+FFFE and U+FFFF.
@@ -16,12 +14,14 @@ fn is_xml_char(c: char) -> bool {
 /// character XML 1.0 does not allow replaced by U+FFFD. No character reference can stand for
 /// those (`&#x1;` is not well-formed either), and the text is only ever shown back to its
 /// sender, so replacing them loses nothing a client could use.
+#[cfg(test)]
 pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
     escape_with(text, false)
 }
 
 /// [`escape`] for an attribute value, where a parser would also turn a tab or a line feed into
 /// a space unless it is a character reference.
+#[cfg(test)]
 pub(crate) fn escape_attribute(text: &str) -> std::borrow::Cow<'_, str> {
     escape_with(text, true)
 }
@@ -53,6 +53,27 @@ fn escape_with(text: &str, attribute: bool) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Whether every byte of `text` is printable ASCII that needs no escaping in an element body
+/// (or, with `attribute`, in an attribute value; there a tab or line feed would need one): the
+/// common case (ids, ARNs, tokens, dates), checked a byte at a time, without decoding chars.
+fn needs_no_escape(text: &str, attribute: bool) -> bool {
+    // A fold without early exit, so that the compiler checks many bytes at a time.
+    text.bytes().fold(true, |plain, b| {
+        plain
+            & ((matches!(b, b' '..=b'~') & !matches!(b, b'<' | b'>' | b'&' | b'"' | b'\''))
+                | (!attribute & matches!(b, b'\t' | b'\n')))
+    })
+}
+
+/// Appends `text` escaped for an element body or, with `attribute`, an attribute value.
+fn push_escaped(out: &mut String, text: &str, attribute: bool) {
+    if needs_no_escape(text, attribute) {
+        out.push_str(text);
+    } else {
+        out.push_str(&escape_with(text, attribute));
+    }
+}
+
 /// Writes indented elements into a string.
 #[derive(Debug, Default)]
 pub(crate) struct XmlWriter {
@@ -66,45 +87,72 @@ impl XmlWriter {
         Self::default()
     }
 
+    /// An empty document with room for `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            out: String::with_capacity(capacity),
+            depth: 0,
+        }
+    }
+
     fn indent(&mut self) {
         for _ in 0..self.depth {
             self.out.push_str("  ");
         }
     }
 
-    /// Opens `<name>` or `<name xmlns="ns">`.
-    pub(crate) fn open_ns(&mut self, name: &str, namespace: Option<&str>) -> &mut Self {
+    /// Opens `<{name}{suffix}>` or `<{name}{suffix} xmlns="ns">`.
+    fn open_parts(&mut self, name: &str, suffix: &str, namespace: Option<&str>) -> &mut Self {
         self.indent();
-        match namespace {
-            // Writing to a String cannot fail.
-            Some(ns) => {
-                let _ = writeln!(self.out, "<{name} xmlns=\"{}\">", escape_attribute(ns));
-            }
-            None => {
-                let _ = writeln!(self.out, "<{name}>");
-            }
+        self.out.push('<');
+        self.out.push_str(name);
+        self.out.push_str(suffix);
+        if let Some(ns) = namespace {
+            self.out.push_str(" xmlns=\"");
+            push_escaped(&mut self.out, ns, true);
+            self.out.push('"');
         }
+        self.out.push_str(">\n");
         self.depth += 1;
         self
     }
 
+    /// Closes `</{name}{suffix}>`.
+    fn close_parts(&mut self, name: &str, suffix: &str) -> &mut Self {
+        self.depth = self.depth.saturating_sub(1);
+        self.indent();
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push_str(suffix);
+        self.out.push_str(">\n");
+        self
+    }
+
+    /// Opens `<name>` or `<name xmlns="ns">`.
+    pub(crate) fn open_ns(&mut self, name: &str, namespace: Option<&str>) -> &mut Self {
+        self.open_parts(name, "", namespace)
+    }
+
     /// Opens `<name>`.
     pub(crate) fn open(&mut self, name: &str) -> &mut Self {
-        self.open_ns(name, None)
+        self.open_parts(name, "", None)
     }
 
     /// Closes `</name>`.
     pub(crate) fn close(&mut self, name: &str) -> &mut Self {
-        self.depth = self.depth.saturating_sub(1);
-        self.indent();
-        let _ = writeln!(self.out, "</{name}>");
-        self
+        self.close_parts(name, "")
     }
 
     /// Writes `<name>text</name>`.
     pub(crate) fn leaf(&mut self, name: &str, text: &str) -> &mut Self {
         self.indent();
-        let _ = writeln!(self.out, "<{name}>{}</{name}>", escape(text));
+        self.out.push('<');
+        self.out.push_str(name);
+        self.out.push('>');
+        push_escaped(&mut self.out, text, false);
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push_str(">\n");
         self
     }
 
@@ -130,25 +178,48 @@ pub(crate) fn success_body(
     request_id: &str,
     result: Option<&dyn Fn(&mut XmlWriter)>,
 ) -> String {
-    let mut w = XmlWriter::new();
-    let response = format!("{action}Response");
-    w.open_ns(&response, Some(namespace));
+    // Room for a GetSessionToken answer (about 1.2 KB) without growing.
+    let mut w = XmlWriter::with_capacity(1536);
+    w.open_parts(action, "Response", Some(namespace));
     if let Some(fill) = result {
-        let result_name = format!("{action}Result");
-        w.open(&result_name);
+        w.open_parts(action, "Result", None);
         fill(&mut w);
-        w.close(&result_name);
+        w.close_parts(action, "Result");
     }
     w.open("ResponseMetadata")
         .leaf("RequestId", request_id)
         .close("ResponseMetadata");
-    w.close(&response);
+    w.close_parts(action, "Response");
     w.finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_byte_scan_agrees_with_the_char_escape() {
+        for text in [
+            "",
+            "plain",
+            "a<b",
+            "tab\there",
+            "line\nfeed",
+            "cr\r",
+            "quote\"'",
+            "\u{1}",
+            "été",
+            "\u{FFFE}",
+            "~ !#$%()*+,-./0-9:;=?@A-Z[\\]^_`a-z{|}",
+            "\u{7f}",
+        ] {
+            for attribute in [false, true] {
+                let mut out = String::new();
+                push_escaped(&mut out, text, attribute);
+                assert_eq!(out, escape_with(text, attribute), "{text:?} {attribute}");
+            }
+        }
+    }
 
     #[test]
     fn escapes_the_five_characters() {

@@ -78,20 +78,15 @@ pub(super) fn push_canonical_query(out: &mut Vec<u8>, raw_query: &str, skip_sign
     }
 }
 
-/// Appends `value` with leading and trailing spaces removed and inner runs of spaces collapsed.
+/// Appends `value` with leading and trailing spaces removed and inner runs of spaces collapsed:
+/// its space-free runs, one space between each (copied whole: a session token is ~1 KB).
 fn push_trimmed(out: &mut Vec<u8>, value: &[u8]) {
-    let mut pending_space = false;
-    let mut started = false;
-    for &b in value {
-        if b == b' ' {
-            pending_space = started;
-        } else {
-            if pending_space {
-                out.push(b' ');
-                pending_space = false;
-            }
-            out.push(b);
-            started = true;
+    let mut runs = value.split(|&b| b == b' ').filter(|run| !run.is_empty());
+    if let Some(first) = runs.next() {
+        out.extend_from_slice(first);
+        for run in runs {
+            out.push(b' ');
+            out.extend_from_slice(run);
         }
     }
 }
@@ -140,21 +135,48 @@ pub(super) fn canonical_request(
     out.push(b'\n');
     push_canonical_headers(&mut out, req, &signed.signed_headers)?;
     out.push(b'\n');
-    out.extend_from_slice(signed.signed_headers.join(";").as_bytes());
+    for (i, name) in signed.signed_headers.iter().enumerate() {
+        if i > 0 {
+            out.push(b';');
+        }
+        out.extend_from_slice(name.as_bytes());
+    }
     out.push(b'\n');
     out.extend_from_slice(payload_hash.as_bytes());
     Ok(out)
 }
 
-/// `AWS4-HMAC-SHA256\n<basic date>\n<scope>\n<hex sha256(canonical request)>`.
+/// `AWS4-HMAC-SHA256\n<basic date>\n<scope>\n<hex sha256(canonical request)>`, written
+/// into one buffer of the right size.
 pub(super) fn string_to_sign(signed: &SignedRequest, canonical_request: &[u8]) -> Vec<u8> {
-    let hash = hex::encode(Sha256::digest(canonical_request));
-    format!(
-        "{ALGORITHM}\n{}\n{}\n{hash}",
-        signed.date.basic(),
-        signed.scope.scope_string()
-    )
-    .into_bytes()
+    let mut hash = [0u8; 64];
+    // 32 bytes always fit 64 hex digits.
+    let _ = hex::encode_to_slice(Sha256::digest(canonical_request), &mut hash);
+    let scope = &signed.scope;
+    let date = signed.date.basic();
+    let mut out = Vec::with_capacity(
+        ALGORITHM.len()
+            + date.len()
+            + scope.date.len()
+            + scope.region.len()
+            + scope.service.len()
+            + scope.terminator.len()
+            + hash.len()
+            + 6,
+    );
+    for (part, sep) in [
+        (ALGORITHM, b'\n'),
+        (date, b'\n'),
+        (scope.date.as_str(), b'/'),
+        (scope.region.as_str(), b'/'),
+        (scope.service.as_str(), b'/'),
+        (scope.terminator.as_str(), b'\n'),
+    ] {
+        out.extend_from_slice(part.as_bytes());
+        out.push(sep);
+    }
+    out.extend_from_slice(&hash);
+    out
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub(crate) use error::{
 };
 pub(crate) use parse::parse;
 pub(crate) use scope::{ScopePolicy, check_scope_and_time};
-pub(crate) use verify::{derive_signing_key, verify_signature};
+pub(crate) use verify::{SigningKey, derive_signing_key, verify_signature};
 
 /// The longest validity of a presigned URL, seven days
 /// (`docs/sts-wire-contract.md#sigv4-presigned-expiry`).
@@ -151,17 +151,6 @@ pub(crate) struct CredentialScope {
     pub service: String,
     /// Should be `aws4_request`.
     pub terminator: String,
-}
-
-impl CredentialScope {
-    /// `YYYYMMDD/region/service/terminator`, as it appears in the string to sign.
-    #[must_use]
-    pub(crate) fn scope_string(&self) -> String {
-        format!(
-            "{}/{}/{}/{}",
-            self.date, self.region, self.service, self.terminator
-        )
-    }
 }
 
 /// The authentication data of a request, parsed but not yet verified.

@@ -25,6 +25,14 @@ impl fmt::Debug for SigningKey {
     }
 }
 
+#[cfg(test)]
+impl SigningKey {
+    /// The key's bytes, for tests that compare keys.
+    pub(crate) fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
 /// HMAC-SHA256 of `data` under `key`.
 pub(super) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     // HMAC takes keys of any length (RFC 2104 §2), so `new_from_slice` never refuses one; were
@@ -75,17 +83,21 @@ pub(crate) fn verify_signature(
     {
         return Err(SigV4Error::HostNotSigned);
     }
-    let payload_hash = match req.payload {
-        Payload::Bytes(body) => hex::encode(Sha256::digest(body)),
-        Payload::Sha256(digest) => hex::encode(digest),
+    let digest: [u8; 32] = match req.payload {
+        Payload::Bytes(body) => Sha256::digest(body).into(),
+        Payload::Sha256(digest) => digest,
     };
+    let mut hex_digits = [0u8; 64];
+    // 32 bytes always fit 64 hex digits, which are ASCII.
+    let _ = hex::encode_to_slice(digest, &mut hex_digits);
+    let payload_hash = std::str::from_utf8(&hex_digits).unwrap_or_default();
     if req
         .header_values("x-amz-content-sha256")
         .any(|v| v.trim_ascii() != payload_hash.as_bytes())
     {
         return Err(SigV4Error::PayloadHashMismatch);
     }
-    let canonical_request = canonical::canonical_request(req, signed, &payload_hash)?;
+    let canonical_request = canonical::canonical_request(req, signed, payload_hash)?;
     let string_to_sign = canonical::string_to_sign(signed, &canonical_request);
     let expected = hmac_sha256(&key.0, &string_to_sign);
     if bool::from(expected.ct_eq(&signed.signature)) {

@@ -169,6 +169,9 @@ enum Waiter {
 impl Writer {
     /// Serves jobs until every sender is gone.
     pub(crate) fn run(mut self, jobs: Receiver<Job>) {
+        // Room for every statement the jobs cache (rusqlite keeps 16 by default), so that
+        // none is parsed again because another pushed it out.
+        self.conn.set_prepared_statement_cache_capacity(128);
         let mut last_idle = Instant::now();
         let mut polls_since_prune = 0;
         loop {
@@ -408,24 +411,25 @@ impl Writer {
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         // A job that never runs drops its reply channel; its caller then sees `Closed`.
-        let mut tx = self
+        let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Each job in a savepoint of its own, opened and closed through cached statements:
+        // rusqlite's `Savepoint` would parse its SQL afresh for every job.
         for run in writes {
-            let sp = tx.savepoint()?;
+            tx.prepare_cached("SAVEPOINT job")?.execute([])?;
             let mut ctx = WriteCtx {
-                conn: &sp,
+                conn: &tx,
                 sealer: &self.sealer,
                 account_id: &self.account_id,
                 now,
             };
             let ran = run(&mut ctx);
-            if ran.ok {
-                sp.commit()?;
-            } else {
-                // Dropping a savepoint rolls it back: a refused job leaves nothing behind.
-                drop(sp);
+            if !ran.ok {
+                // A refused job leaves nothing behind.
+                tx.prepare_cached("ROLLBACK TO job")?.execute([])?;
             }
+            tx.prepare_cached("RELEASE job")?.execute([])?;
             completions.push((ran.complete, ran.audit.filter(|_| ran.ok)));
         }
         tx.commit()?;
@@ -436,6 +440,51 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_job_leaves_nothing_and_the_others_are_committed() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t(n INTEGER)").unwrap();
+        let mut writer = Writer {
+            conn,
+            sealer: Arc::new(Sealer::new(&[7; 32]).unwrap()),
+            account_id: "123456789012".into(),
+            clock: Arc::new(crate::clock::SystemClock),
+            index: None,
+            audit: AuditLog::open(&crate::audit::AuditTarget::Off).unwrap(),
+            held: HeldLines::default(),
+            poll: Duration::from_secs(1),
+        };
+        let job = |n: i64, ok: bool| -> WriteFn {
+            Box::new(move |ctx: &mut WriteCtx<'_>| {
+                ctx.conn()
+                    .execute("INSERT INTO t(n) VALUES (?1)", [n])
+                    .unwrap();
+                Ran {
+                    ok,
+                    audit: None,
+                    complete: Box::new(|_| {}),
+                }
+            })
+        };
+        let mut completions = Vec::new();
+        writer
+            .commit_writes(
+                vec![job(1, true), job(2, false), job(3, true), job(4, false)],
+                &mut completions,
+            )
+            .unwrap();
+        let kept: Vec<i64> = writer
+            .conn
+            .prepare("SELECT n FROM t ORDER BY n")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kept, [1, 3]);
+        assert_eq!(completions.len(), 4);
+    }
 
     #[test]
     fn held_lines_are_bounded_and_count_what_they_drop() {

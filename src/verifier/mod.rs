@@ -10,6 +10,7 @@
 //! requirements.
 
 mod error;
+mod key_cache;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -337,6 +338,8 @@ impl<'a> Presented<'a> {
 pub struct Verifier {
     credentials: Arc<dyn CredentialLookup>,
     keys: Arc<KeyRing>,
+    /// Signing keys derived for recent requests.
+    signing_keys: Arc<key_cache::SigningKeyCache>,
     /// The follower that keeps `credentials` current, when this verifier owns one; held so
     /// that it follows for as long as the verifier lives.
     _follower: Option<Arc<ReadOnlyStore>>,
@@ -356,6 +359,7 @@ impl Verifier {
         Self {
             credentials,
             keys,
+            signing_keys: Arc::new(key_cache::SigningKeyCache::new()),
             _follower: None,
         }
     }
@@ -377,6 +381,7 @@ impl Verifier {
         Ok(Self {
             credentials: store.index().clone(),
             keys: Arc::new(keys),
+            signing_keys: Arc::new(key_cache::SigningKeyCache::new()),
             _follower: Some(store),
         })
     }
@@ -421,7 +426,10 @@ impl Verifier {
         } else {
             self.long_term_caller(signed)?
         };
-        let key = sigv4::derive_signing_key(
+        // Only now, with the key found active (or the session token valid), may a cached
+        // signing key stand in for the derivation.
+        let key = self.signing_keys.signing_key(
+            akid,
             secret.as_bytes(),
             &signed.scope.date,
             &signed.scope.region,
