@@ -1,10 +1,11 @@
 //! The single writer: one thread owns the read-write SQLite connection and applies jobs in
 //! batches, one transaction per batch (group commit: one fsync for many requests). Each job runs
 //! in its own savepoint, so a refused job leaves the others' writes intact. After the commit the
-//! writer brings the index up to date from `change_log`, appends the batch's audit lines and
-//! makes them durable (one more fsync for the batch), and only then answers the jobs: a caller
-//! never sees success for a write that is not durable, nor an index behind it, nor an answer
-//! whose audit line is not on disk.
+//! writer brings the index up to date from `change_log` and answers the jobs that wait for no
+//! audit line; then it appends the batch's audit lines, makes them durable (one more fsync for
+//! the batch), and only then answers the jobs whose answer depends on a line: a caller never
+//! sees success for a write that is not durable, nor an index behind it, nor an answer whose
+//! audit line is not on disk.
 //!
 //! When the audit log cannot be written, a job whose answer depends on its line (issued
 //! credentials) is refused with [`StoreError::AuditUnavailable`] and the line saying so is held
@@ -329,14 +330,22 @@ impl Writer {
         if committed.is_ok() && !completions.is_empty() {
             self.follow_or_log();
         }
-        // A write's line is due only once the write is committed.
-        if committed.is_ok() {
-            for (i, (_, line)) in completions.iter_mut().enumerate() {
-                if let Some(line) = line.take() {
-                    awaited.push((line, Waiter::Write(i)));
+        // A write without an audit line is durable and indexed now: answer it before the
+        // batch's audit append and its fsync, which only the jobs with a line wait for (the
+        // MFA attempt counted by `attempts::begin` shares its batches with accepted steps and
+        // issuances). A write's line is due only once the write is committed.
+        let mut completions_with_lines = Vec::with_capacity(completions.len());
+        for (complete, line) in completions {
+            match (&committed, line) {
+                (Ok(()), Some(line)) => {
+                    awaited.push((line, Waiter::Write(completions_with_lines.len())));
+                    completions_with_lines.push(complete);
                 }
+                (Ok(()), None) => complete(Ok(())),
+                (Err(e), _) => complete(Err(StoreError::Corrupt(format!("commit failed: {e}")))),
             }
         }
+        let completions = completions_with_lines;
         let lines: Vec<&str> = free_lines
             .iter()
             .map(String::as_str)
@@ -395,11 +404,12 @@ impl Writer {
                 "audit lines dropped: more than {MAX_HELD_LINES} held"
             );
         }
-        for ((complete, _), refused) in completions.into_iter().zip(refused) {
-            complete(match &committed {
-                Ok(()) if refused => Err(StoreError::AuditUnavailable),
-                Ok(()) => Ok(()),
-                Err(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
+        // Only committed writes with a line are left.
+        for (complete, refused) in completions.into_iter().zip(refused) {
+            complete(if refused {
+                Err(StoreError::AuditUnavailable)
+            } else {
+                Ok(())
             });
         }
     }
@@ -484,6 +494,62 @@ mod tests {
             .unwrap();
         assert_eq!(kept, [1, 3]);
         assert_eq!(completions.len(), 4);
+    }
+
+    #[test]
+    fn a_write_without_a_line_is_answered_before_the_batch_audit_append() {
+        let dir =
+            std::env::temp_dir().join(format!("sts-writer-early-{}", crate::ids::request_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("audit.log");
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t(n INTEGER)").unwrap();
+        let mut writer = Writer {
+            conn,
+            sealer: Arc::new(Sealer::new(&[7; 32]).unwrap()),
+            account_id: "123456789012".into(),
+            clock: Arc::new(crate::clock::SystemClock),
+            index: None,
+            audit: AuditLog::open(&crate::audit::AuditTarget::File(log.clone())).unwrap(),
+            held: HeldLines::default(),
+            poll: Duration::from_secs(1),
+        };
+        // What the audit log held when each job was answered, in the order of the answers.
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<(&str, String)>::new()));
+        let job = |name: &'static str, line: Option<&str>| -> Job {
+            let seen = Arc::clone(&seen);
+            let log = log.clone();
+            let line = line.map(|l| RequiredLine {
+                line: l.to_owned(),
+                if_refused: "{\"refused\":true}".to_owned(),
+            });
+            Job::Write(Box::new(move |ctx: &mut WriteCtx<'_>| {
+                ctx.conn()
+                    .execute("INSERT INTO t(n) VALUES (1)", [])
+                    .unwrap();
+                Ran {
+                    ok: true,
+                    audit: line,
+                    complete: Box::new(move |r| {
+                        assert!(r.is_ok());
+                        let held = std::fs::read_to_string(&log).unwrap_or_default();
+                        seen.lock().unwrap().push((name, held));
+                    }),
+                }
+            }))
+        };
+        writer.run_batch(vec![
+            job("issued", Some("{\"issued\":1}")),
+            job("counted", None),
+        ]);
+        let seen = seen.lock().unwrap();
+        let names: Vec<&str> = seen.iter().map(|(n, _)| *n).collect();
+        // The attempt-like job did not wait for the other job's audit line...
+        assert_eq!(names, ["counted", "issued"]);
+        assert!(!seen[0].1.contains("issued"));
+        // ...and the job with a line was answered only once its line was on disk.
+        assert!(seen[1].1.contains("{\"issued\":1}"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
