@@ -5,9 +5,12 @@
 //! consecutive codes (for `EnableMFADevice`/`ResyncMFADevice`), and a search that costs the
 //! same whether or not, and wherever, a code matches.
 //!
-//! A [`TotpKey`] holds an HMAC already keyed with the seed; each computation clones that
-//! state instead of re-keying, so verifying against a window costs one SHA-1 compression
-//! pair per step.
+//! A [`TotpKey`] holds the seed itself, zero-padded to one SHA-1 block (64 bytes, wiped on
+//! drop), not a keyed HMAC state: a keyed `Hmac<Sha1>` is several times larger and costs two
+//! SHA-1 compressions to build, which at a million devices was ~200 MB of the index and a
+//! measurable share of start-up (BENCHMARKS.md, "Scale: 1,000,000 users"). Each check keys
+//! the HMAC once (two compressions) and clones that state for every step of its window, so
+//! verifying against a window costs one SHA-1 compression pair per step plus one pair.
 
 use core::fmt;
 use core::ops::{Add, Sub};
@@ -16,6 +19,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 use crate::time::UnixTime;
 
@@ -164,12 +168,13 @@ pub(crate) enum TotpError {
 
 /// A device's TOTP secret, ready to compute and check codes.
 ///
-/// Holds only an HMAC-SHA1 state keyed with the seed, never the seed itself. That state is
-/// equivalent to the key, so `Debug` is redacted. It is wiped on drop only when the `hmac`
-/// and `sha1` crates are built with their `zeroize` features.
+/// Holds the seed zero-padded to SHA-1's 64-byte block: HMAC (RFC 2104 §2) pads a key shorter
+/// than a block with zeros, so keying with the padded block is keying with the seed, and that
+/// keying cannot fail. The block is wiped on drop, `Debug` is redacted, and the HMAC states
+/// made from it are wiped too (the `hmac` and `sha1` crates are built with `zeroize`).
 #[derive(Clone)]
 pub(crate) struct TotpKey {
-    keyed_mac: Hmac<Sha1>,
+    padded_seed: Zeroizing<[u8; MAX_SEED_BYTES]>,
 }
 
 impl TotpKey {
@@ -179,12 +184,21 @@ impl TotpKey {
             0 => Err(TotpError::EmptySeed),
             len if len < MIN_SEED_BYTES => Err(TotpError::SeedTooShort { len }),
             len if len > MAX_SEED_BYTES => Err(TotpError::SeedTooLong { len }),
-            _ => {
-                let keyed_mac = <Hmac<Sha1> as KeyInit>::new_from_slice(seed)
-                    .map_err(|_| TotpError::KeyRejected)?;
-                Ok(TotpKey { keyed_mac })
+            len => {
+                let mut padded_seed = Zeroizing::new([0u8; MAX_SEED_BYTES]);
+                padded_seed
+                    .get_mut(..len)
+                    .ok_or(TotpError::KeyRejected)?
+                    .copy_from_slice(seed);
+                Ok(TotpKey { padded_seed })
             }
         }
+    }
+
+    /// An HMAC-SHA1 keyed with the seed: two SHA-1 compressions, once per check.
+    fn keyed_mac(&self) -> Hmac<Sha1> {
+        let block: &[u8; MAX_SEED_BYTES] = &self.padded_seed;
+        <Hmac<Sha1> as KeyInit>::new(block.into())
     }
 
     /// The RFC 4226 HOTP value for `counter`, reduced to `digits` decimal digits.
@@ -193,7 +207,7 @@ impl TotpKey {
     /// 10^10.
     #[cfg(test)]
     fn hotp(&self, counter: u64, digits: u32) -> u32 {
-        let truncated = self.dynamic_truncation(counter);
+        let truncated = dynamic_truncation(&self.keyed_mac(), counter);
         match 10u32.checked_pow(digits) {
             Some(modulus) => truncated % modulus,
             None => truncated,
@@ -205,7 +219,7 @@ impl TotpKey {
     /// Steps before 1970 (negative) are reinterpreted as two's-complement counters; a real
     /// clock never produces them, but the function stays total.
     pub(crate) fn code(&self, step: TotpStep) -> TokenCode {
-        TokenCode(self.dynamic_truncation(step.0.cast_unsigned()) % CODE_MODULUS)
+        code_of(&self.keyed_mac(), step)
     }
 
     /// The steps of `center - window ..= center + window` whose code is `code`, in order of
@@ -224,10 +238,11 @@ impl TotpKey {
         window: u32,
     ) -> Vec<TotpStep> {
         let (low, high) = window_bounds(center.0, window);
+        let mac = self.keyed_mac();
         let mut matches = Vec::new();
         for step in low..=high {
             // Steps are public; whether the code matches them is the secret.
-            if bool::from(self.code(TotpStep(step)).ct_eq(&code)) {
+            if bool::from(code_of(&mac, TotpStep(step)).ct_eq(&code)) {
                 matches.push(TotpStep(step));
             }
         }
@@ -254,9 +269,10 @@ impl TotpKey {
         let mut best = Best::new();
         let mut previous: Option<(i64, Choice)> = None;
         let (low, high) = window_bounds(center_step.0, window);
+        let mac = self.keyed_mac();
         // One step past the window, so the last candidate's successor is computed too.
         for step in low..=high.saturating_add(1) {
-            let code = self.code(TotpStep(step));
+            let code = code_of(&mac, TotpStep(step));
             if let Some((prev_step, prev_matches_first)) = previous {
                 best.offer(
                     prev_step,
@@ -268,21 +284,26 @@ impl TotpKey {
         }
         best.into_option().map(TotpStep)
     }
+}
 
-    /// RFC 4226 §5.3: HMAC-SHA1 of the big-endian counter, dynamic truncation to 31 bits.
-    fn dynamic_truncation(&self, counter: u64) -> u32 {
-        let mut mac = self.keyed_mac.clone();
-        mac.update(&counter.to_be_bytes());
-        let digest = mac.finalize().into_bytes();
-        let offset = digest.last().map_or(0, |last| usize::from(last & 0x0f));
-        // SHA-1 output is 20 bytes and `offset` is at most 15, so four bytes always follow.
-        let word = digest
-            .iter()
-            .skip(offset)
-            .take(4)
-            .fold(0u32, |acc, &byte| (acc << 8) | u32::from(byte));
-        word & 0x7fff_ffff
-    }
+/// The six-digit code of `step` under `keyed` (an HMAC already keyed with the seed).
+fn code_of(keyed: &Hmac<Sha1>, step: TotpStep) -> TokenCode {
+    TokenCode(dynamic_truncation(keyed, step.0.cast_unsigned()) % CODE_MODULUS)
+}
+
+/// RFC 4226 §5.3: HMAC-SHA1 of the big-endian counter, dynamic truncation to 31 bits.
+fn dynamic_truncation(keyed: &Hmac<Sha1>, counter: u64) -> u32 {
+    let mut mac = keyed.clone();
+    mac.update(&counter.to_be_bytes());
+    let digest = mac.finalize().into_bytes();
+    let offset = digest.last().map_or(0, |last| usize::from(last & 0x0f));
+    // SHA-1 output is 20 bytes and `offset` is at most 15, so four bytes always follow.
+    let word = digest
+        .iter()
+        .skip(offset)
+        .take(4)
+        .fold(0u32, |acc, &byte| (acc << 8) | u32::from(byte));
+    word & 0x7fff_ffff
 }
 
 impl fmt::Debug for TotpKey {
@@ -404,6 +425,26 @@ mod tests {
         // The appendix's T column for the first and last rows.
         assert_eq!(step_at(59), step(1));
         assert_eq!(step_at(20_000_000_000), step(0x27BC_86AA));
+    }
+
+    #[test]
+    fn padded_seed_keys_as_the_seed_itself() {
+        // The key keeps the seed zero-padded to a block; every accepted length must give the
+        // codes of an HMAC keyed with the unpadded seed (RFC 2104 §2).
+        for len in MIN_SEED_BYTES..=MAX_SEED_BYTES {
+            let seed: Vec<u8> = (0..len)
+                .map(|i| (i as u8).wrapping_mul(37) ^ 0xa5)
+                .collect();
+            let key = TotpKey::new(&seed).unwrap();
+            let reference = <Hmac<Sha1> as KeyInit>::new_from_slice(&seed).unwrap();
+            for counter in [0u64, 1, 59, 1_234_567] {
+                assert_eq!(
+                    key.hotp(counter, 10),
+                    dynamic_truncation(&reference, counter),
+                    "seed of {len} bytes, counter {counter}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -121,7 +121,21 @@ impl Index {
     ) -> Result<(Self, ChangeCursor), StoreError> {
         let tx = conn.transaction()?;
         let cursor = ChangeCursor::at_head(&tx)?;
-        let index = Self::empty(account_id);
+        // Sized from the row counts, so the load never rehashes a map while it grows (each
+        // doubling moves every entry and holds the old and the new table at once).
+        let count = |table: &str| -> Result<usize, StoreError> {
+            let n: i64 =
+                tx.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
+            Ok(usize::try_from(n).unwrap_or(0))
+        };
+        let (users, keys, devices) = (count("user")?, count("access_key")?, count("mfa_device")?);
+        let index = Self {
+            account_id: account_id.to_owned(),
+            keys: DashMap::with_capacity(keys),
+            users: DashMap::with_capacity(users),
+            user_ids_by_name: DashMap::with_capacity(users),
+            devices: DashMap::with_capacity(devices),
+        };
         let mut stmt = tx.prepare(&format!("SELECT {} FROM user", rows::USER_COLUMNS))?;
         let mut q = stmt.query([])?;
         while let Some(row) = q.next()? {
