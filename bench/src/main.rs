@@ -93,6 +93,9 @@ struct SoakArgs {
     /// Largest mixed/quiet ratio of the valid requests' p99.
     #[arg(long, default_value_t = 2.0)]
     max_p99_ratio: f64,
+    /// Growth of the valid p99 (ms) tolerated whatever the ratio.
+    #[arg(long, default_value_t = 2.0)]
+    p99_slack_ms: f64,
     /// Largest RSS growth from start to end, MiB.
     #[arg(long, default_value_t = 32.0)]
     max_rss_growth_mib: f64,
@@ -632,6 +635,7 @@ fn soak(a: &SoakArgs) -> Result<(), String> {
         victims: a.victims,
         connection_deadline: secs(a.connection_deadline),
         max_p99_ratio: a.max_p99_ratio,
+        p99_slack_ms: a.p99_slack_ms,
         max_rss_growth_mib: a.max_rss_growth_mib,
         max_fd_growth: a.max_fd_growth,
         settle: secs(a.settle),
