@@ -3,7 +3,7 @@
 # traffic alone (quiet run), then the same valid traffic beside hostile clients (mixed run):
 # forged signatures, replayed and wrong MFA codes, oversized bodies, slowloris and silent
 # connections. `sts-bench soak` prints the figures and fails when a valid request fails, the
-# valid p99 grows beyond 2x the quiet run's (and by over 2 ms), a hostile request is accepted or
+# valid p99 grows beyond 2x the quiet run's (and by over 5 ms), a hostile request is accepted or
 # answered 5xx, a held connection outlives the broker's deadline, or RSS or open descriptors
 # grow. Loopback only; every phase is bounded in time. The last line is one JSON object.
 #

@@ -94,7 +94,7 @@ struct SoakArgs {
     #[arg(long, default_value_t = 2.0)]
     max_p99_ratio: f64,
     /// Growth of the valid p99 (ms) tolerated whatever the ratio.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 5.0)]
     p99_slack_ms: f64,
     /// Largest RSS growth from start to end, MiB.
     #[arg(long, default_value_t = 32.0)]
