@@ -316,6 +316,15 @@ pub(super) fn server_keys(
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    unseal_server_keys(sealer, rows)
+}
+
+/// Opens the sealed server keys read from either store (`kid`, sealed material, creation
+/// time), in the order given; none at all is a corrupt store.
+pub(super) fn unseal_server_keys(
+    sealer: &Sealer,
+    rows: Vec<(String, Vec<u8>, i64)>,
+) -> Result<Vec<ServerKey>, StoreError> {
     let mut keys = Vec::with_capacity(rows.len());
     for (kid, sealed, created_at) in rows {
         let material = sealer.open(&format!("server_key:{kid}"), &sealed)?;

@@ -34,7 +34,7 @@ use zeroize::Zeroizing;
 
 use super::error::StoreError;
 use super::index::{Changed, Index};
-use super::open::{SEAL_CHECK, ServerKey};
+use super::open::{SEAL_CHECK, ServerKey, unseal_server_keys};
 use super::seal::{self, Sealer};
 use super::{Bootstrap, ROOT_CREDENTIALS_FILE};
 use crate::audit::AuditLog;
@@ -570,27 +570,12 @@ async fn server_keys(
         )
         .await
         .map_err(pg_error)?;
-    let mut keys = Vec::with_capacity(rows.len());
-    for row in rows {
-        let kid: String = row.try_get(0).map_err(pg_error)?;
-        let sealed: Vec<u8> = row.try_get(1).map_err(pg_error)?;
-        let created_at: i64 = row.try_get(2).map_err(pg_error)?;
-        let material = sealer.open(&format!("server_key:{kid}"), &sealed)?;
-        let (signing, derivation) = material
-            .split_first_chunk::<32>()
-            .and_then(|(s, rest)| Some((*s, *rest.first_chunk::<32>()?)))
-            .ok_or_else(|| StoreError::Corrupt(format!("server key {kid} is too short")))?;
-        keys.push(ServerKey {
-            kid,
-            signing: Zeroizing::new(signing),
-            derivation: Zeroizing::new(derivation),
-            created_at: UnixTime::from_secs(created_at),
-        });
-    }
-    if keys.is_empty() {
-        return Err(StoreError::Corrupt("no server key".into()));
-    }
-    Ok(keys)
+    let rows = rows
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+        .map_err(pg_error)?;
+    unseal_server_keys(sealer, rows)
 }
 
 /// First start: the account, its seal check, the first server key and the root access key in
