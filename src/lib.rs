@@ -184,21 +184,31 @@ impl BrokerBuilder {
             .cloned()
             .ok_or_else(|| StoreError::Corrupt("the index was not loaded".into()))?;
         let keys = Arc::new(KeyRing::new(store.server_keys())?);
+        let mut embedded = None;
         let limiter: Arc<dyn AttemptLimiter> = match (self.limiter, &redis, store.sqlite()) {
             (Some(limiter), _, _) => limiter,
             (None, Some(redis), _) => redis.clone(),
-            (None, None, Some(sqlite)) => Arc::new(StoreLimiter::new(sqlite.clone(), policy)),
+            (None, None, Some(sqlite)) => {
+                let limiter = Arc::new(StoreLimiter::new(sqlite.clone(), policy));
+                embedded = Some(Arc::clone(&limiter));
+                limiter
+            }
             (None, None, None) => {
                 return Err(StoreError::Corrupt("no MFA lock-out for this store".into()).into());
             }
         };
         let replay: Arc<dyn ReplayGuard> = match (self.replay, &redis) {
-            (Some(replay), _) => replay,
+            (Some(replay), _) => {
+                // An injected guard is consulted on every code: no shortcut past it.
+                embedded = None;
+                replay
+            }
             (None, Some(redis)) => redis.clone(),
             (None, None) => Arc::new(InMemoryReplayGuard::new()),
         };
         let mut api = Api::new(config, self.clock, store, index, keys, replay, limiter);
         api.replay_backend = redis;
+        api.embedded_mfa = embedded;
         Ok((Broker { api: Arc::new(api) }, bootstrap))
     }
 }

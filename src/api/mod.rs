@@ -28,7 +28,7 @@ use crate::protocol::Service;
 use crate::protocol::error::ApiError;
 use crate::protocol::params::Params;
 use crate::session::KeyRing;
-use crate::store::{IdentityStore, Index};
+use crate::store::{IdentityStore, Index, StoreLimiter};
 use crate::time::UnixTime;
 use crate::verifier::{Payload, Presented, Verifier, VerifyPolicy};
 
@@ -55,6 +55,10 @@ pub(crate) struct Api {
     pub(crate) limiter: Arc<dyn AttemptLimiter>,
     /// The shared replay and lock-out backend, when there is one (for `/readyz`).
     pub(crate) replay_backend: Option<Arc<RedisMfa>>,
+    /// The store's own lock-out, when it and the store's record of accepted steps are all the
+    /// MFA state there is (nothing injected, no shared backend): GetSessionToken then judges a
+    /// code in one write (`StoreLimiter::claim_and_record`).
+    pub(crate) embedded_mfa: Option<Arc<StoreLimiter>>,
     sts_policy: VerifyPolicy,
     iam_policy: VerifyPolicy,
 }
@@ -95,6 +99,7 @@ impl Api {
             replay,
             limiter,
             replay_backend: None,
+            embedded_mfa: None,
         }
     }
 

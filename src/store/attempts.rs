@@ -19,11 +19,12 @@
 
 use rusqlite::{OptionalExtension as _, params};
 
-use super::Store;
 use super::error::StoreError;
-use super::writer::WriteCtx;
-use crate::mfa::guard::{AttemptKey, AttemptLimiter, GuardError, GuardFuture, Locked};
+use super::writer::{RequiredLine, WriteCtx};
+use super::{Store, ops};
+use crate::mfa::guard::{AttemptKey, AttemptLimiter, Claim, GuardError, GuardFuture, Locked};
 use crate::mfa::throttle::{FailureRecord, ThrottlePolicy};
+use crate::mfa::totp::TotpStep;
 use crate::time::UnixTime;
 
 /// The `caller` column of a device's own record.
@@ -49,6 +50,38 @@ fn owned(key: AttemptKey<'_>) -> (String, String) {
         key.device.to_owned(),
         key.caller.unwrap_or(DEVICE_WIDE).to_owned(),
     )
+}
+
+impl StoreLimiter {
+    /// A whole GetSessionToken attempt at an assigned device, when this lock-out and the
+    /// store's record of accepted steps are the only MFA state (no injected or shared guard):
+    /// one write job, so one commit and one round trip to the writer instead of two. Inside
+    /// it, the lock is checked; the first of `candidates` (in order of preference) later than
+    /// the step the store holds is recorded and the device's failures are cleared, or else the
+    /// attempt is counted as a failure. `line` is made durable before the answer only when a
+    /// step is claimed.
+    ///
+    /// It decides what [`AttemptLimiter::claim`] followed by the store's
+    /// `record_accepted_step` decide, in one transaction: the failure is counted in the same
+    /// commit that judges the code, and nothing is answered before that commit, so a crash
+    /// in between reveals nothing and loses no count. The store's conditional update is the
+    /// replay authority, as in the two-step path (`docs/mfa.md#replay`).
+    pub(crate) async fn claim_and_record(
+        &self,
+        serial: &str,
+        now: UnixTime,
+        candidates: Vec<TotpStep>,
+        line: RequiredLine,
+    ) -> Result<Claim, StoreError> {
+        let serial = serial.to_owned();
+        let policy = self.policy;
+        self.store
+            .write_audited(
+                move |w| claim_and_record(w, &serial, now, &policy, &candidates),
+                move |claim| matches!(claim, Claim::Claimed { .. }).then_some(line),
+            )
+            .await
+    }
 }
 
 fn backend(e: StoreError) -> GuardError {
@@ -157,6 +190,41 @@ pub(crate) fn begin(
     Ok(Ok(()))
 }
 
+/// [`StoreLimiter::claim_and_record`] inside the writer's transaction.
+fn claim_and_record(
+    ctx: &mut WriteCtx<'_>,
+    serial: &str,
+    now: UnixTime,
+    policy: &ThrottlePolicy,
+    candidates: &[TotpStep],
+) -> Result<Claim, StoreError> {
+    let before = read(ctx, serial, DEVICE_WIDE)?;
+    let mut record = before.unwrap_or_default();
+    if let Err(locked) = record.begin(policy, now) {
+        return Ok(Claim::Locked(locked));
+    }
+    for &step in candidates {
+        if ops::record_step(ctx, serial, step)? {
+            // An assigned device has only its own record: enabling it cleared every
+            // caller's (`ops::enable_device`), and callers are counted apart only at
+            // unassigned tokens. So there is nothing to clear when there was no record.
+            if before.is_some() {
+                forget_device(ctx, serial)?;
+            }
+            return Ok(Claim::Claimed {
+                step,
+                settled: true,
+            });
+        }
+    }
+    write(ctx, serial, DEVICE_WIDE, &record)?;
+    Ok(if candidates.is_empty() {
+        Claim::WrongCode
+    } else {
+        Claim::Replayed
+    })
+}
+
 /// Takes back an attempt whose code was never judged.
 pub(crate) fn cancel(
     ctx: &mut WriteCtx<'_>,
@@ -195,6 +263,7 @@ mod tests {
     use super::*;
     use crate::audit::{AuditLog, AuditTarget};
     use crate::clock::ManualClock;
+    use crate::model::Owner;
     use crate::store::{StoreOptions, ops};
 
     const T0: UnixTime = UnixTime::from_secs(1_700_000_000);
@@ -279,6 +348,112 @@ mod tests {
         two.close();
         three.close();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_write_judges_counts_and_claims_with_the_line_only_for_a_claim() {
+        let dir = scratch("one-write");
+        let log = dir.with_extension("audit.jsonl");
+        let _ = std::fs::remove_file(&log);
+        let store = Store::open(
+            &dir,
+            StoreOptions {
+                load_index: false,
+                audit: AuditLog::open(&AuditTarget::File(log.clone())).unwrap(),
+                poll: Duration::from_millis(20),
+                clock: Arc::new(ManualClock::new(T0.secs())),
+            },
+        )
+        .unwrap()
+        .0;
+        store
+            .write_blocking(|w| {
+                ops::import_hardware_device(w, SERIAL, b"12345678901234567890", None)?;
+                // Enabled by the root user (what EnableMFADevice's write leaves).
+                w.conn().execute(
+                    "UPDATE mfa_device SET assigned_to = ?1 WHERE serial = ?2",
+                    [Owner::Root.as_db(), SERIAL],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        let limiter = StoreLimiter::new(store.clone(), ThrottlePolicy::default());
+        let line = |n: u32| RequiredLine {
+            line: format!("{{\"claim\":{n}}}"),
+            if_refused: format!("{{\"refused\":{n}}}"),
+        };
+        // Steps later than any the import could have recorded.
+        const BASE: i64 = T0.secs() / 30 + 1_000;
+        let claim = |steps: &[i64], n: u32, now: UnixTime| {
+            block(limiter.claim_and_record(
+                SERIAL,
+                now,
+                steps.iter().map(|&s| TotpStep::new(BASE + s)).collect(),
+                line(n),
+            ))
+            .unwrap()
+        };
+        let failures = || -> i64 {
+            store
+                .read_blocking(|conn, _| {
+                    Ok(conn.query_row(
+                        "SELECT COALESCE(SUM(failures), 0) FROM mfa_attempt",
+                        [],
+                        |r| r.get(0),
+                    )?)
+                })
+                .unwrap()
+        };
+        // The first candidate later than the stored step is claimed; no failure is left.
+        let first = claim(&[100, 99], 1, T0);
+        assert_eq!(
+            first,
+            Claim::Claimed {
+                step: TotpStep::new(BASE + 100),
+                settled: true
+            }
+        );
+        assert_eq!(failures(), 0);
+        // A spent step, then a code that matched nothing: each counted, no line.
+        assert_eq!(claim(&[100, 99], 2, T0), Claim::Replayed);
+        assert_eq!(claim(&[], 3, T0), Claim::WrongCode);
+        assert_eq!(failures(), 2);
+        // A later step clears the failures in the same write.
+        assert_eq!(
+            claim(&[99, 101], 4, T0),
+            Claim::Claimed {
+                step: TotpStep::new(BASE + 101),
+                settled: true
+            }
+        );
+        assert_eq!(failures(), 0);
+        // Five failures lock the device; while locked nothing is counted or claimed, not
+        // even an unspent step.
+        for n in 0..5 {
+            assert_eq!(claim(&[], 10 + n, T0), Claim::WrongCode);
+        }
+        let locked = Claim::Locked(Locked {
+            until: T0.plus_secs(30),
+        });
+        assert_eq!(claim(&[102], 20, T0), locked);
+        assert_eq!(failures(), 5);
+        // Once the lock ends, a right code is claimed and clears it.
+        assert_eq!(
+            claim(&[102], 21, T0.plus_secs(30)),
+            Claim::Claimed {
+                step: TotpStep::new(BASE + 102),
+                settled: true
+            }
+        );
+        assert_eq!(failures(), 0);
+        store.close();
+        let written = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            written.lines().collect::<Vec<_>>(),
+            ["{\"claim\":1}", "{\"claim\":4}", "{\"claim\":21}"]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_file(&log).unwrap();
     }
 
     #[test]

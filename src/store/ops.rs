@@ -521,12 +521,24 @@ pub(crate) fn record_accepted_step(
     serial: &str,
     step: TotpStep,
 ) -> Result<bool, StoreError> {
+    let recorded = record_step(ctx, serial, step)?;
+    if recorded {
+        attempts::forget_device(ctx, serial)?;
+    }
+    Ok(recorded)
+}
+
+/// Records `step` as the device's last accepted step if it is later than the one stored (the
+/// replay authority: of racing writers, one changes the row); `false` otherwise, or when the
+/// device is not assigned. The failures are the caller's to settle.
+pub(crate) fn record_step(
+    ctx: &mut WriteCtx<'_>,
+    serial: &str,
+    step: TotpStep,
+) -> Result<bool, StoreError> {
     let n = ctx.conn().prepare_cached(
         "UPDATE mfa_device SET last_step = ?1 WHERE serial = ?2 AND last_step < ?1 AND assigned_to IS NOT NULL",
     )?
     .execute(params![step.get(), serial])?;
-    if n == 1 {
-        attempts::forget_device(ctx, serial)?;
-    }
     Ok(n == 1)
 }

@@ -16,6 +16,11 @@
 //!    refuses it if another process sharing it accepted it first, and the attempt then stays
 //!    a failure, audited as a replay only.
 //!
+//! When the store keeps all the MFA state (the embedded lock-out and no injected or shared
+//! guard), steps 3 to 5 are one write, one commit: the lock checked, the step claimed and the
+//! failures cleared, or the failure counted, in one transaction, with the audit line durable
+//! before the answer (`with_mfa_in_one_write`).
+//!
 //! Credentials are returned only once their audit line is durable; when it cannot be written
 //! the answer is `InternalFailure`, nothing is issued, and a line recording the refusal is held
 //! until the log works again (README.md, audit log). A code verified in such an attempt stays
@@ -34,7 +39,7 @@ use crate::protocol::params::Params;
 use crate::protocol::validate::{Checks, is_serial_char, parse_int};
 use crate::protocol::xml::{XmlWriter, success_body};
 use crate::session::{MfaContext, SessionCredentials, SessionGrant};
-use crate::store::{RequiredLine, StoreError};
+use crate::store::{RequiredLine, StoreError, StoreLimiter};
 
 /// Shortest session, seconds.
 const MIN_DURATION: i64 = 900;
@@ -197,6 +202,11 @@ async fn with_mfa(
     // the lock, the count and the claim in one step; a locked device refuses whatever they
     // are, with the same answer, so they tell nothing.
     let candidates = totp.key.matching_steps(code, center, window);
+    if let Some(embedded) = &ctx.api.embedded_mfa
+        && !candidates.is_empty()
+    {
+        return with_mfa_in_one_write(ctx, embedded, duration, serial, candidates).await;
+    }
     let claimed = limiter
         .claim(
             key,
@@ -244,6 +254,54 @@ async fn with_mfa(
     }
 }
 
+/// [`with_mfa`] when the store keeps all the MFA state and the code matched a step: the
+/// credentials are minted first (discarded unless the step is claimed), and one write
+/// checks the lock, claims the step, clears the failures or counts one, and makes the audit
+/// line durable with the step (`StoreLimiter::claim_and_record`). A code that matched no
+/// step takes the general path: it only counts a failure, and mints nothing.
+async fn with_mfa_in_one_write(
+    ctx: &RequestCtx<'_>,
+    limiter: &StoreLimiter,
+    duration: i64,
+    serial: &str,
+    candidates: Vec<TotpStep>,
+) -> Result<String, ApiError> {
+    let mfa = MfaContext {
+        serial: serial.to_owned(),
+        auth_time: ctx.now,
+    };
+    let creds = mint(ctx, duration, Some(mfa))
+        .map_err(|e| refuse(ctx, Some(serial), "internal_failure", e))?;
+    let required = success_line(ctx, serial, &creds);
+    match limiter
+        .claim_and_record(serial, ctx.now, candidates, required)
+        .await
+    {
+        Ok(Claim::Claimed { .. }) => Ok(render(ctx, &creds)),
+        Ok(Claim::Locked(locked)) => Err(refuse_mfa(
+            ctx,
+            serial,
+            MfaRefusal::Locked {
+                until: locked.until,
+            },
+        )),
+        Ok(Claim::WrongCode) => Err(refuse_mfa(ctx, serial, MfaRefusal::WrongCode)),
+        Ok(Claim::Replayed) => Err(refuse_mfa(ctx, serial, MfaRefusal::Replayed)),
+        Err(e) => Err(issue_failed(ctx, Some(serial), e)),
+    }
+}
+
+/// The audit line of credentials issued after an MFA check, and what to hold instead.
+fn success_line(ctx: &RequestCtx<'_>, serial: &str, creds: &SessionCredentials) -> RequiredLine {
+    let mut event = event(ctx, Outcome::Success, Some(serial), None);
+    event.mfa_authenticated = Some(true);
+    event.expiration = Some(creds.expiration.iso8601());
+    RequiredLine {
+        line: event.to_line(),
+        if_refused: unrecorded(ctx, Some(serial), true),
+    }
+}
+
 /// Mints the credentials for a claimed step and makes the step durable with their audit line,
 /// before they are returned. The store refuses a step another broker process or node recorded
 /// first (its conditional update is the authority), and then no success line is written.
@@ -258,13 +316,7 @@ async fn issue(
         auth_time: ctx.now,
     };
     let creds = mint(ctx, duration, Some(mfa)).map_err(Unjudged::Mint)?;
-    let mut event = event(ctx, Outcome::Success, Some(serial), None);
-    event.mfa_authenticated = Some(true);
-    event.expiration = Some(creds.expiration.iso8601());
-    let required = RequiredLine {
-        line: event.to_line(),
-        if_refused: unrecorded(ctx, Some(serial), true),
-    };
+    let required = success_line(ctx, serial, &creds);
     match ctx
         .api
         .store
