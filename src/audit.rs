@@ -3,10 +3,10 @@
 //! secret: the record type has no field that could hold one.
 //!
 //! The [`AuditLog`] is opened here, from the configured [`AuditTarget`], and handed to the
-//! store, whose writer appends lines in the same batch as the writes they record. An append
-//! returns only once its lines are durable (written and fsynced), because credentials are
-//! returned only after their line is (README.md, audit log); when it fails, the writer holds the
-//! lines and tries again.
+//! store, whose audit thread appends lines in batches, a write's line once the write is
+//! committed. An append returns only once its lines are durable (written and fsynced), because
+//! credentials are returned only after their line is (README.md, audit log); when it fails, the
+//! audit thread holds the lines and tries again.
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write as _};

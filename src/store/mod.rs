@@ -3,7 +3,8 @@
 //!
 //! Two ways in, so that nothing reads through a write path and a reader can never write:
 //! - [`Store`]: the read-write store of a broker or an admin command. Every write goes through
-//!   the single [`writer`] thread (group commit); reads that the in-memory [`Index`] does not
+//!   the single [`writer`] thread (group commit), and audit lines through the
+//!   [`audit_writer`] thread; reads that the in-memory [`Index`] does not
 //!   answer (listings) run on read-only connections, outside the writer's transaction.
 //! - [`ReadOnlyStore`]: a read-only follower (a gateway, an embedding service). It opens the
 //!   database read-only, never creates anything, loads the index and the server keys, and
@@ -15,6 +16,7 @@
 //! admin commands and the gate reach either through [`IdentityStore`] ([`backend`]).
 
 pub(crate) mod attempts;
+pub(crate) mod audit_writer;
 pub(crate) mod backend;
 mod error;
 mod index;
@@ -45,11 +47,12 @@ pub use open::{Bootstrap, ROOT_CREDENTIALS_FILE};
 use crate::audit::AuditLog;
 use crate::clock::SharedClock;
 use crate::time::UnixTime;
+use audit_writer::AuditWriter;
 use index::Followed;
 use open::AccountMeta;
 use seal::Sealer;
 pub(crate) use writer::RequiredLine;
-use writer::{HeldLines, Job, Ran, WriteCtx, Writer};
+use writer::{Job, Ran, WriteCtx, Writer};
 
 /// Idle read-only connections kept for listings.
 const IDLE_READERS: usize = 4;
@@ -81,6 +84,7 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     jobs: Mutex<Option<Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    audit: Arc<AuditWriter>,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,14 +115,19 @@ impl Store {
             None
         };
         let served = index.as_ref().map(|(i, _)| Arc::clone(i));
+        let audit = Arc::new(AuditWriter::start(
+            options.audit,
+            Arc::clone(&options.clock),
+            opened.meta.account_id.clone(),
+            options.poll,
+        )?);
         let writer = Writer {
             conn,
             sealer: Arc::clone(&sealer),
             account_id: opened.meta.account_id.clone(),
             clock: options.clock,
             index,
-            audit: options.audit,
-            held: HeldLines::default(),
+            audit: Arc::clone(&audit),
             poll: options.poll,
         };
         let (tx, rx) = std::sync::mpsc::channel();
@@ -136,6 +145,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 jobs: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
+                audit,
             }),
         };
         Ok((store, opened.bootstrap))
@@ -218,7 +228,7 @@ impl Store {
         audit: impl FnOnce(&T) -> Option<RequiredLine> + Send + 'static,
         reply: impl FnOnce(Result<T, StoreError>) + Send + 'static,
     ) -> Job {
-        Job::Write(Box::new(move |ctx: &mut WriteCtx<'_>| {
+        Box::new(move |ctx: &mut WriteCtx<'_>| {
             let result = op(ctx);
             let line = result.as_ref().ok().and_then(audit);
             Ran {
@@ -226,7 +236,7 @@ impl Store {
                 audit: line,
                 complete: Box::new(move |committed| reply(committed.and(result))),
             }
-        }))
+        })
     }
 
     /// Runs `op` in the next group commit; returns once its writes are durable and indexed.
@@ -272,20 +282,16 @@ impl Store {
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
-    /// Appends an audit line without waiting. If the audit log cannot take it, the writer holds
-    /// it and writes it once the log works again.
+    /// Appends an audit line without waiting. If the audit log cannot take it, the audit
+    /// thread holds it and writes it once the log works again.
     pub(crate) fn audit(&self, line: String) {
-        if self.send(Job::Audit(line)).is_err() {
-            tracing::error!("audit line dropped: the store is shut down");
-        }
+        self.inner.audit.send(line);
     }
 
     /// Appends an audit line and waits until it is durable; if it cannot be,
     /// [`StoreError::AuditUnavailable`], and the line's `if_refused` is recorded instead.
     pub(crate) async fn audit_and_wait(&self, line: RequiredLine) -> Result<(), StoreError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Job::AuditRequired { line, done: tx })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.inner.audit.send_and_wait(line).await
     }
 
     /// Stops the writer after the queued jobs and waits for it.
@@ -297,6 +303,8 @@ impl Store {
         if let Some(h) = handle {
             let _ = h.join();
         }
+        // After the writer: it hands the last batch's lines over before it ends.
+        self.inner.audit.close();
     }
 }
 

@@ -2,28 +2,23 @@
 //! batches, one transaction per batch (group commit: one fsync for many requests). Each job runs
 //! in its own savepoint, so a refused job leaves the others' writes intact. After the commit the
 //! writer brings the index up to date from `change_log` and answers the jobs that wait for no
-//! audit line; then it appends the batch's audit lines, makes them durable (one more fsync for
-//! the batch), and only then answers the jobs whose answer depends on a line: a caller never
-//! sees success for a write that is not durable, nor an index behind it, nor an answer whose
-//! audit line is not on disk.
-//!
-//! When the audit log cannot be written, a job whose answer depends on its line (issued
-//! credentials) is refused with [`StoreError::AuditUnavailable`] and the line saying so is held
-//! instead; lines nobody waits for are held as they are. Held lines (at most
-//! [`MAX_HELD_LINES`]) are written, after a line recording the outage, as soon as the log can be
-//! written again: by the next batch, or by the idle loop (README.md, audit log).
+//! audit line; it hands the batch's audit lines to the audit thread
+//! ([`AuditWriter`](super::audit_writer::AuditWriter)), which answers the jobs whose answer
+//! depends on a line once it is durable, while the writer goes on with the next batch. A caller
+//! never sees success for a write that is not durable, nor an index behind it, nor an answer
+//! whose audit line is not on disk; and a write's line is written only once the write is
+//! committed.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior};
 
+use super::audit_writer::{AuditWriter, Done};
 use super::error::StoreError;
 use super::index::{ChangeCursor, Changed, Followed, Index};
 use super::seal::Sealer;
-use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::clock::SharedClock;
 use crate::time::UnixTime;
 
@@ -33,13 +28,10 @@ const MAX_BATCH: usize = 512;
 const CHANGE_LOG_RETENTION_SECS: i64 = 24 * 3600;
 /// Idle polls between two prunings of `change_log`.
 const POLLS_PER_PRUNE: u32 = 600;
-/// Most audit lines held while the audit log cannot be written (a few MB); beyond, lines are
-/// counted and dropped, and the count is recorded once the log works again.
-pub(crate) const MAX_HELD_LINES: usize = 10_000;
 
 /// Called once the job's fate is known: `Ok` when its writes are committed (and its audit line,
 /// if it has one, is durable).
-pub(crate) type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+pub(crate) type Completion = Done;
 /// A write: runs inside a savepoint; says how it went and how to answer.
 pub(crate) type WriteFn = Box<dyn FnOnce(&mut WriteCtx<'_>) -> Ran + Send>;
 
@@ -62,21 +54,8 @@ pub(crate) struct RequiredLine {
     pub(crate) if_refused: String,
 }
 
-/// Work for the writer thread.
-pub(crate) enum Job {
-    /// Run a write.
-    Write(WriteFn),
-    /// Append an audit line nobody waits for (held if the log cannot be written).
-    Audit(String),
-    /// Append an audit line and answer `done` once it is durable, or with
-    /// [`StoreError::AuditUnavailable`].
-    AuditRequired {
-        /// The line, and what to hold instead.
-        line: RequiredLine,
-        /// Answered after the batch's append.
-        done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-    },
-}
+/// Work for the writer thread: a write.
+pub(crate) type Job = WriteFn;
 
 /// What a write job sees.
 pub(crate) struct WriteCtx<'a> {
@@ -128,43 +107,9 @@ pub(crate) struct Writer {
     pub(crate) clock: SharedClock,
     /// The index this process serves from, when it keeps one.
     pub(crate) index: Option<(Arc<Index>, ChangeCursor)>,
-    pub(crate) audit: AuditLog,
-    /// Audit lines waiting for the log to work again.
-    pub(crate) held: HeldLines,
+    /// Where committed writes' audit lines go.
+    pub(crate) audit: Arc<AuditWriter>,
     pub(crate) poll: Duration,
-}
-
-/// Audit lines that could not be written yet, oldest first.
-#[derive(Debug, Default)]
-pub(crate) struct HeldLines {
-    lines: VecDeque<String>,
-    /// Lines lost because [`MAX_HELD_LINES`] were already held.
-    dropped: u64,
-    /// When the first unwritten line failed.
-    since: Option<UnixTime>,
-}
-
-impl HeldLines {
-    fn hold(&mut self, line: String) {
-        if self.lines.len() < MAX_HELD_LINES {
-            self.lines.push_back(line);
-        } else {
-            self.dropped += 1;
-        }
-    }
-
-    /// Whether the audit log has failed since it last took everything.
-    fn failing(&self) -> bool {
-        self.since.is_some()
-    }
-}
-
-/// Who waits for an audit line of the batch.
-enum Waiter {
-    /// The write job at this index of the batch's completions.
-    Write(usize),
-    /// An audit job.
-    Audit(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
 }
 
 impl Writer {
@@ -191,13 +136,7 @@ impl Writer {
             }
             let first = match jobs.recv_timeout(self.poll) {
                 Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.held.failing() {
-                        // Nothing else to do: see whether the log works again.
-                        let _ = self.append_audit(&[]);
-                    }
-                    continue;
-                }
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut batch = vec![first];
@@ -208,57 +147,6 @@ impl Writer {
                 }
             }
             self.run_batch(batch);
-        }
-        if self.held.failing() && self.append_audit(&[]).is_err() {
-            tracing::error!(
-                lost = self.held.lines.len() as u64 + self.held.dropped,
-                "shutting down with audit lines the audit log could not take; they are lost"
-            );
-        }
-    }
-
-    /// Appends the held lines (after a line recording their outage) and then `lines`, and
-    /// makes them durable. On failure every line stays unwritten: the caller decides what is
-    /// held.
-    fn append_audit(&mut self, lines: &[&str]) -> std::io::Result<()> {
-        let outage = self.held.since.map(|since| {
-            let mut e = AuditEvent::new(
-                self.clock.now(),
-                "audit-log",
-                &self.account_id,
-                "AuditLogUnavailable",
-                Outcome::Failure,
-            );
-            e.reason = Some("write_failed");
-            e.since = Some(since.iso8601());
-            e.held_lines = Some(self.held.lines.len() as u64);
-            e.dropped_lines = Some(self.held.dropped);
-            e.to_line()
-        });
-        let all = outage
-            .iter()
-            .map(String::as_str)
-            .chain(self.held.lines.iter().map(String::as_str))
-            .chain(lines.iter().copied());
-        match self.audit.append(all) {
-            Ok(()) => {
-                if let Some(since) = self.held.since.take() {
-                    tracing::warn!(
-                        since = %since.iso8601(),
-                        written = self.held.lines.len(),
-                        dropped = self.held.dropped,
-                        "the audit log is writable again; the lines held meanwhile are written"
-                    );
-                    self.held = HeldLines::default();
-                }
-                Ok(())
-            }
-            Err(e) => {
-                if self.held.since.is_none() {
-                    self.held.since = Some(self.clock.now());
-                }
-                Err(e)
-            }
         }
     }
 
@@ -310,107 +198,26 @@ impl Writer {
         Ok(())
     }
 
-    fn run_batch(&mut self, batch: Vec<Job>) {
-        let mut writes = Vec::new();
-        let mut free_lines = Vec::new();
-        let mut awaited = Vec::new();
-        for job in batch {
-            match job {
-                Job::Write(run) => writes.push(run),
-                Job::Audit(line) => free_lines.push(line),
-                Job::AuditRequired { line, done } => awaited.push((line, Waiter::Audit(done))),
-            }
-        }
+    fn run_batch(&mut self, writes: Vec<Job>) {
         let mut completions: Vec<(Completion, Option<RequiredLine>)> = Vec::new();
-        let committed = if writes.is_empty() {
-            Ok(())
-        } else {
-            self.commit_writes(writes, &mut completions)
-        };
+        let committed = self.commit_writes(writes, &mut completions);
         if committed.is_ok() && !completions.is_empty() {
             self.follow_or_log();
         }
-        // A write without an audit line is durable and indexed now: answer it before the
-        // batch's audit append and its fsync, which only the jobs with a line wait for (the
-        // MFA attempt counted by `attempts::begin` shares its batches with accepted steps and
-        // issuances). A write's line is due only once the write is committed.
-        let mut completions_with_lines = Vec::with_capacity(completions.len());
+        // A write without an audit line is durable and indexed now: answer it at once. The
+        // lines of the others go to the audit thread, which answers each once its line is
+        // durable; the writer goes on with the next batch meanwhile. A write's line is due
+        // only once the write is committed.
+        let mut lines = Vec::new();
         for (complete, line) in completions {
             match (&committed, line) {
-                (Ok(()), Some(line)) => {
-                    awaited.push((line, Waiter::Write(completions_with_lines.len())));
-                    completions_with_lines.push(complete);
-                }
+                (Ok(()), Some(line)) => lines.push((line, complete)),
                 (Ok(()), None) => complete(Ok(())),
                 (Err(e), _) => complete(Err(StoreError::Corrupt(format!("commit failed: {e}")))),
             }
         }
-        let completions = completions_with_lines;
-        let lines: Vec<&str> = free_lines
-            .iter()
-            .map(String::as_str)
-            .chain(awaited.iter().map(|(l, _)| l.line.as_str()))
-            .collect();
-        let was_failing = self.held.failing();
-        let dropped_before = self.held.dropped;
-        // While lines are held, every batch tries again, so that they are written as soon as
-        // possible even when the queue is never idle.
-        let durable = if lines.is_empty() && !was_failing {
-            Ok(())
-        } else {
-            self.append_audit(&lines)
-        };
-        let mut refused = vec![false; completions.len()];
-        // Reported when the outage starts and whenever it refuses a request; lines nobody
-        // waits for are held quietly in between.
-        if let Err(e) = &durable
-            && (!was_failing || !awaited.is_empty())
-        {
-            tracing::error!(
-                error = %e,
-                refused = awaited.len(),
-                held = self.held.lines.len() + free_lines.len() + awaited.len(),
-                "writing the audit log failed: requests that need their audit line are refused, \
-                 and the lines are held until the log can be written"
-            );
-        }
-        if durable.is_err() {
-            for line in free_lines {
-                self.held.hold(line);
-            }
-        }
-        for (line, waiter) in awaited {
-            let answer = match &durable {
-                Ok(()) => Ok(()),
-                Err(_) => {
-                    self.held.hold(line.if_refused);
-                    Err(StoreError::AuditUnavailable)
-                }
-            };
-            match waiter {
-                Waiter::Write(i) => {
-                    if let Some(r) = refused.get_mut(i) {
-                        *r = answer.is_err();
-                    }
-                }
-                Waiter::Audit(done) => {
-                    let _ = done.send(answer);
-                }
-            }
-        }
-        if self.held.dropped > dropped_before {
-            tracing::error!(
-                dropped = self.held.dropped,
-                "audit lines dropped: more than {MAX_HELD_LINES} held"
-            );
-        }
-        // Only committed writes with a line are left.
-        for (complete, refused) in completions.into_iter().zip(refused) {
-            complete(if refused {
-                Err(StoreError::AuditUnavailable)
-            } else {
-                Ok(())
-            });
+        if !lines.is_empty() {
+            self.audit.send_many(lines);
         }
     }
 
@@ -450,6 +257,19 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::AuditLog;
+
+    fn audit_writer(target: crate::audit::AuditTarget) -> Arc<AuditWriter> {
+        Arc::new(
+            AuditWriter::start(
+                AuditLog::open(&target).unwrap(),
+                Arc::new(crate::clock::SystemClock),
+                "123456789012".into(),
+                Duration::from_secs(1),
+            )
+            .unwrap(),
+        )
+    }
 
     #[test]
     fn a_refused_job_leaves_nothing_and_the_others_are_committed() {
@@ -461,8 +281,7 @@ mod tests {
             account_id: "123456789012".into(),
             clock: Arc::new(crate::clock::SystemClock),
             index: None,
-            audit: AuditLog::open(&crate::audit::AuditTarget::Off).unwrap(),
-            held: HeldLines::default(),
+            audit: audit_writer(crate::audit::AuditTarget::Off),
             poll: Duration::from_secs(1),
         };
         let job = |n: i64, ok: bool| -> WriteFn {
@@ -510,8 +329,7 @@ mod tests {
             account_id: "123456789012".into(),
             clock: Arc::new(crate::clock::SystemClock),
             index: None,
-            audit: AuditLog::open(&crate::audit::AuditTarget::File(log.clone())).unwrap(),
-            held: HeldLines::default(),
+            audit: audit_writer(crate::audit::AuditTarget::File(log.clone())),
             poll: Duration::from_secs(1),
         };
         // What the audit log held when each job was answered, in the order of the answers.
@@ -523,7 +341,7 @@ mod tests {
                 line: l.to_owned(),
                 if_refused: "{\"refused\":true}".to_owned(),
             });
-            Job::Write(Box::new(move |ctx: &mut WriteCtx<'_>| {
+            Box::new(move |ctx: &mut WriteCtx<'_>| {
                 ctx.conn()
                     .execute("INSERT INTO t(n) VALUES (1)", [])
                     .unwrap();
@@ -536,12 +354,14 @@ mod tests {
                         seen.lock().unwrap().push((name, held));
                     }),
                 }
-            }))
+            })
         };
         writer.run_batch(vec![
             job("issued", Some("{\"issued\":1}")),
             job("counted", None),
         ]);
+        // The audit thread answers the job with a line: stop it once it has written.
+        writer.audit.close();
         let seen = seen.lock().unwrap();
         let names: Vec<&str> = seen.iter().map(|(n, _)| *n).collect();
         // The attempt-like job did not wait for the other job's audit line...
@@ -550,17 +370,5 @@ mod tests {
         // ...and the job with a line was answered only once its line was on disk.
         assert!(seen[1].1.contains("{\"issued\":1}"));
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn held_lines_are_bounded_and_count_what_they_drop() {
-        let mut held = HeldLines::default();
-        for i in 0..MAX_HELD_LINES + 5 {
-            held.hold(format!("{{\"n\":{i}}}"));
-        }
-        assert_eq!(held.lines.len(), MAX_HELD_LINES);
-        assert_eq!(held.dropped, 5);
-        // The oldest are kept: they are the ones an operator needs to see first.
-        assert_eq!(held.lines.front().map(String::as_str), Some("{\"n\":0}"));
     }
 }

@@ -12,10 +12,9 @@
 //! - Every identity change is logged in `change_log` under a second advisory lock held until
 //!   the commit, so that `seq` order is commit order, and announced with `NOTIFY`; each node's
 //!   [`follow::Follower`] applies the log to its in-memory [`Index`].
-//! - Audit lines go to the node's own audit log through [`audit::AuditWriter`], durable before
+//! - Audit lines go to the node's own audit log through [`AuditWriter`], durable before
 //!   an issuance is answered, as with SQLite.
 
-pub(crate) mod audit;
 pub(crate) mod copy;
 pub(crate) mod follow;
 pub(crate) mod ops;
@@ -32,6 +31,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::ToSql;
 use zeroize::Zeroizing;
 
+use super::audit_writer::AuditWriter;
 use super::error::StoreError;
 use super::index::{Changed, Index};
 use super::open::{SEAL_CHECK, ServerKey, unseal_server_keys};
@@ -43,9 +43,10 @@ use crate::config::BackendUrl;
 use crate::ids;
 use crate::model::Owner;
 use crate::time::UnixTime;
-use audit::AuditWriter;
 use follow::Follower;
 
+/// How often lines held while the audit log failed are retried when nothing else arrives.
+const AUDIT_RETRY: Duration = Duration::from_millis(500);
 /// Connections each node keeps to PostgreSQL at most.
 const POOL_SIZE: usize = 16;
 /// The channel `NOTIFY` announces identity changes on.
@@ -284,7 +285,17 @@ impl PgStore {
             )),
             _ => None,
         };
-        let audit = options.audit.map(AuditWriter::start).transpose()?;
+        let audit = options
+            .audit
+            .map(|log| {
+                AuditWriter::start(
+                    log,
+                    Arc::clone(&options.clock),
+                    account.id.clone(),
+                    AUDIT_RETRY,
+                )
+            })
+            .transpose()?;
         let store = Self {
             inner: Arc::new(Inner {
                 pool,
