@@ -378,9 +378,10 @@ mod tests {
             })
             .unwrap();
         let limiter = StoreLimiter::new(store.clone(), ThrottlePolicy::default());
-        let line = |n: u32| RequiredLine {
-            line: format!("{{\"claim\":{n}}}"),
-            if_refused: format!("{{\"refused\":{n}}}"),
+        let line = |n: u32| {
+            RequiredLine::new(format!("{{\"claim\":{n}}}"), move || {
+                format!("{{\"refused\":{n}}}")
+            })
         };
         // Steps later than any the import could have recorded.
         const BASE: i64 = T0.secs() / 30 + 1_000;

@@ -292,7 +292,7 @@ impl Thread {
                     self.held.hold(line);
                 }
                 for (line, done) in waiting {
-                    self.held.hold(line.if_refused);
+                    self.held.hold((line.if_refused)());
                     done(Err(StoreError::AuditUnavailable));
                 }
                 if self.held.dropped > dropped_before {

@@ -445,10 +445,8 @@ mod tests {
     }
 
     fn required(name: &str) -> RequiredLine {
-        RequiredLine {
-            line: format!("{{\"{name}\":\"issued\"}}"),
-            if_refused: format!("{{\"{name}\":\"refused\"}}"),
-        }
+        let refused = format!("{{\"{name}\":\"refused\"}}");
+        RequiredLine::new(format!("{{\"{name}\":\"issued\"}}"), move || refused)
     }
 
     #[cfg(target_os = "linux")]

@@ -46,12 +46,30 @@ pub(crate) struct Ran {
 }
 
 /// An audit line that a caller's answer depends on.
-#[derive(Clone, Debug)]
 pub(crate) struct RequiredLine {
     /// The line recording what the caller is about to answer (credentials issued, say).
     pub(crate) line: String,
-    /// The line held instead when `line` cannot be made durable and the caller is refused.
-    pub(crate) if_refused: String,
+    /// Makes the line held instead when `line` cannot be made durable and the caller is
+    /// refused: built only then, since the log almost always takes the line.
+    pub(crate) if_refused: Box<dyn FnOnce() -> String + Send>,
+}
+
+impl RequiredLine {
+    /// `line`, with what to record instead if it cannot be made durable.
+    pub(crate) fn new(line: String, if_refused: impl FnOnce() -> String + Send + 'static) -> Self {
+        Self {
+            line,
+            if_refused: Box::new(if_refused),
+        }
+    }
+}
+
+impl std::fmt::Debug for RequiredLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequiredLine")
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Work for the writer thread: a write.
@@ -337,10 +355,8 @@ mod tests {
         let job = |name: &'static str, line: Option<&str>| -> Job {
             let seen = Arc::clone(&seen);
             let log = log.clone();
-            let line = line.map(|l| RequiredLine {
-                line: l.to_owned(),
-                if_refused: "{\"refused\":true}".to_owned(),
-            });
+            let line =
+                line.map(|l| RequiredLine::new(l.to_owned(), || "{\"refused\":true}".into()));
             Box::new(move |ctx: &mut WriteCtx<'_>| {
                 ctx.conn()
                     .execute("INSERT INTO t(n) VALUES (1)", [])

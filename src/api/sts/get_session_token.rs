@@ -27,6 +27,8 @@
 //! spent: its step is committed with the batch. Refusals are audited without waiting: they
 //! issue nothing, and their lines are held the same way when the log fails.
 
+use std::net::IpAddr;
+
 use crate::api::RequestCtx;
 use crate::audit::{AuditEvent, Outcome};
 use crate::mfa::guard::{AttemptKey, Claim, MfaRefusal};
@@ -40,6 +42,7 @@ use crate::protocol::validate::{Checks, is_serial_char, parse_int};
 use crate::protocol::xml::{XmlWriter, success_body};
 use crate::session::{MfaContext, SessionCredentials, SessionGrant};
 use crate::store::{RequiredLine, StoreError, StoreLimiter};
+use crate::time::UnixTime;
 
 /// Shortest session, seconds.
 const MIN_DURATION: i64 = 900;
@@ -152,10 +155,7 @@ pub(super) async fn handle(ctx: &RequestCtx<'_>) -> Result<String, ApiError> {
             let mut event = event(ctx, Outcome::Success, None, None);
             event.mfa_authenticated = Some(false);
             event.expiration = Some(creds.expiration.iso8601());
-            let required = RequiredLine {
-                line: event.to_line(),
-                if_refused: unrecorded(ctx, None, false),
-            };
+            let required = RequiredLine::new(event.to_line(), unrecorded(ctx, None, false));
             ctx.api
                 .store
                 .audit_and_wait(required)
@@ -296,10 +296,7 @@ fn success_line(ctx: &RequestCtx<'_>, serial: &str, creds: &SessionCredentials) 
     let mut event = event(ctx, Outcome::Success, Some(serial), None);
     event.mfa_authenticated = Some(true);
     event.expiration = Some(creds.expiration.iso8601());
-    RequiredLine {
-        line: event.to_line(),
-        if_refused: unrecorded(ctx, Some(serial), true),
-    }
+    RequiredLine::new(event.to_line(), unrecorded(ctx, Some(serial), true))
 }
 
 /// Mints the credentials for a claimed step and makes the step durable with their audit line,
@@ -366,28 +363,89 @@ fn event<'a>(
     serial: Option<&'a str>,
     reason: Option<&'a str>,
 ) -> AuditEvent<'a> {
-    let mut e = AuditEvent::new(
-        ctx.now,
-        ctx.request_id,
-        ctx.account(),
-        "GetSessionToken",
-        outcome,
-    );
-    e.principal = Some(&ctx.caller.arn);
-    e.access_key_id = Some(&ctx.caller.access_key_id);
-    e.serial = serial;
-    e.reason = reason;
-    e.source_ip = Some(ctx.source_ip);
-    e
+    let who = Who {
+        now: ctx.now,
+        request_id: ctx.request_id,
+        account: ctx.account(),
+        arn: &ctx.caller.arn,
+        access_key_id: &ctx.caller.access_key_id,
+        source_ip: ctx.source_ip,
+    };
+    who.event(outcome, serial, reason)
 }
 
-/// The line recorded instead of a success whose own line could not be made durable: the
-/// request was answered `InternalFailure` and nothing was issued.
-fn unrecorded(ctx: &RequestCtx<'_>, serial: Option<&str>, mfa_verified: bool) -> String {
-    let mut e = event(ctx, Outcome::Failure, serial, Some("audit_log_unavailable"));
-    e.error_code = Some(ApiError::InternalFailure.code());
-    e.mfa_authenticated = Some(mfa_verified);
-    e.to_line()
+/// Who a GetSessionToken line is about.
+struct Who<S> {
+    now: UnixTime,
+    request_id: S,
+    account: S,
+    arn: S,
+    access_key_id: S,
+    source_ip: IpAddr,
+}
+
+impl Who<String> {
+    fn borrowed(&self) -> Who<&str> {
+        Who {
+            now: self.now,
+            request_id: &self.request_id,
+            account: &self.account,
+            arn: &self.arn,
+            access_key_id: &self.access_key_id,
+            source_ip: self.source_ip,
+        }
+    }
+}
+
+impl<'a> Who<&'a str> {
+    fn event(
+        self,
+        outcome: Outcome,
+        serial: Option<&'a str>,
+        reason: Option<&'a str>,
+    ) -> AuditEvent<'a> {
+        let mut e = AuditEvent::new(
+            self.now,
+            self.request_id,
+            self.account,
+            "GetSessionToken",
+            outcome,
+        );
+        e.principal = Some(self.arn);
+        e.access_key_id = Some(self.access_key_id);
+        e.serial = serial;
+        e.reason = reason;
+        e.source_ip = Some(self.source_ip);
+        e
+    }
+}
+
+/// Builds, only if it is needed, the line recorded instead of a success whose own line could
+/// not be made durable: the request was answered `InternalFailure` and nothing was issued.
+fn unrecorded(
+    ctx: &RequestCtx<'_>,
+    serial: Option<&str>,
+    mfa_verified: bool,
+) -> impl FnOnce() -> String + Send + 'static {
+    let who = Who {
+        now: ctx.now,
+        request_id: ctx.request_id.to_owned(),
+        account: ctx.account().to_owned(),
+        arn: ctx.caller.arn.clone(),
+        access_key_id: ctx.caller.access_key_id.clone(),
+        source_ip: ctx.source_ip,
+    };
+    let serial = serial.map(str::to_owned);
+    move || {
+        let mut e = who.borrowed().event(
+            Outcome::Failure,
+            serial.as_deref(),
+            Some("audit_log_unavailable"),
+        );
+        e.error_code = Some(ApiError::InternalFailure.code());
+        e.mfa_authenticated = Some(mfa_verified);
+        e.to_line()
+    }
 }
 
 /// The answer when the store could not make an issuance durable. The writer has recorded an
