@@ -501,13 +501,14 @@ impl Verifier {
             .security_token
             .as_deref()
             .ok_or(AuthError::InvalidSessionToken)?;
-        let (claims, secret) = self
+        let opened = self
             .keys
             .verify(&signed.scope.access_key_id, token, now)
             .map_err(|e| match e {
                 SessionError::Expired => AuthError::ExpiredSessionToken,
                 _ => AuthError::InvalidSessionToken,
             })?;
+        let claims = &opened.claims;
         // The session lives only as long as the key that obtained it and its principal.
         let owner = claims.owner();
         let parent_alive = self
@@ -531,6 +532,6 @@ impl Verifier {
             claims.pk.clone(),
             Some(session),
         );
-        Ok((caller, secret))
+        Ok((caller, opened.secret.clone()))
     }
 }
