@@ -17,7 +17,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -380,28 +381,74 @@ impl Tally {
     }
 }
 
+/// A connection's [`Tally`], kept by its requests and read by its deadline loop.
+///
+/// Requests do not wake the loop while the connection is open: that would cost two extra
+/// polls of the whole connection per request. The loop instead sleeps to the earlier of its
+/// deadline and `idle_timeout` from now, and looks again: until the connection closes, what
+/// requests do only moves its deadline later, except that a connection falling idle closes
+/// `idle_timeout` after its last request ends, which is never sooner than `idle_timeout` after
+/// the loop last looked. Once it is closing, the end of a request can bring its cut closer, so
+/// every end then wakes the loop.
+struct Activity {
+    tally: Mutex<Tally>,
+    /// Set by the loop when the connection starts closing.
+    closing: AtomicBool,
+    /// A request ended while the connection was closing.
+    ended: Notify,
+}
+
+impl Activity {
+    fn new(now: Instant) -> Self {
+        Self {
+            tally: Mutex::new(Tally {
+                requests: 0,
+                busy: 0,
+                idle_since: now,
+            }),
+            closing: AtomicBool::new(false),
+            ended: Notify::new(),
+        }
+    }
+
+    /// The tally as it is now. A poisoned lock (a panic while it was held, which the plain
+    /// counter updates under it cannot cause) still holds a usable tally.
+    fn tally(&self) -> Tally {
+        *self.tally.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Tally)) {
+        f(&mut self.tally.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
 /// A request in progress on a connection, from its headers until its response is sent (or
 /// abandoned): while one is, the connection is not idle.
-struct Busy(Arc<watch::Sender<Tally>>);
+struct Busy(Arc<Activity>);
 
 impl Busy {
-    fn start(tally: &Arc<watch::Sender<Tally>>) -> Self {
-        tally.send_modify(|t| {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.update(|t| {
             t.requests = t.requests.saturating_add(1);
             t.busy = t.busy.saturating_add(1);
         });
-        Self(Arc::clone(tally))
+        Self(Arc::clone(activity))
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.send_modify(|t| {
+        self.0.update(|t| {
             t.busy = t.busy.saturating_sub(1);
             if t.busy == 0 {
                 t.idle_since = Instant::now();
             }
         });
+        // After the update (both SeqCst with the loop's store and its read of the tally):
+        // either the loop sees this end in the tally, or this sees `closing` and wakes it.
+        if self.0.closing.load(Ordering::SeqCst) {
+            self.0.ended.notify_one();
+        }
     }
 }
 
@@ -451,20 +498,15 @@ async fn exchange<H, I>(
     H: Handler,
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (tally, mut seen) = watch::channel(Tally {
-        requests: 0,
-        busy: 0,
-        idle_since: Instant::now(),
-    });
-    let tally = Arc::new(tally);
+    let activity = Arc::new(Activity::new(Instant::now()));
     let request_timeout = shared.settings.request_timeout;
     let service = {
         let handler = Arc::clone(&shared.handler);
-        let tally = Arc::clone(&tally);
+        let activity = Arc::clone(&activity);
         service_fn(move |req: Request<Incoming>| {
             // hyper calls the service once a request's headers are in: that is what lifts the
             // first-request deadline and stops the idle clock.
-            let busy = Busy::start(&tally);
+            let busy = Busy::start(&activity);
             let handler = Arc::clone(&handler);
             async move {
                 let resp = match tokio::time::timeout(request_timeout, handler.handle(req, remote))
@@ -492,10 +534,20 @@ async fn exchange<H, I>(
     // Since when the connection has been asked to close.
     let mut closing: Option<Instant> = None;
     loop {
-        let next = seen.borrow_and_update().next(&limits, closing);
+        let looked = Instant::now();
+        let next = activity.tally().next(&limits, closing);
         let at = match next {
             Next::Cut(at) | Next::Close(at) => Some(at),
             Next::Wait => None,
+        };
+        // Open, the loop looks again by `idle_timeout` from now at the latest (see `Activity`);
+        // closing, it is woken by every request's end.
+        let wake = match closing {
+            Some(_) => at,
+            None => {
+                let again = looked + limits.idle_timeout;
+                Some(at.map_or(again, |at| at.min(again)))
+            }
         };
         tokio::select! {
             ended = conn.as_mut() => {
@@ -504,21 +556,29 @@ async fn exchange<H, I>(
                 }
                 return;
             }
-            _ = seen.changed() => {}
-            () = until(at) => match next {
-                Next::Cut(_) => {
-                    tracing::debug!(%remote, "connection cut at its deadline");
-                    return;
+            () = activity.ended.notified(), if closing.is_some() => {}
+            () = until(wake) => {
+                // Requests may have moved the deadline since the loop looked: only the one of
+                // the tally as it is now acts, once it has passed; otherwise, look again.
+                let now = Instant::now();
+                match activity.tally().next(&limits, closing) {
+                    Next::Cut(at) if at <= now => {
+                        tracing::debug!(%remote, "connection cut at its deadline");
+                        return;
+                    }
+                    Next::Close(at) if at <= now => {
+                        tracing::debug!(%remote, "closing an idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(now);
+                        activity.closing.store(true, Ordering::SeqCst);
+                    }
+                    Next::Cut(_) | Next::Close(_) | Next::Wait => {}
                 }
-                Next::Close(_) | Next::Wait => {
-                    tracing::debug!(%remote, "closing an idle connection");
-                    conn.as_mut().graceful_shutdown();
-                    closing = Some(Instant::now());
-                }
-            },
+            }
             _ = stopping.wait_for(|stop| *stop), if closing.is_none() => {
                 conn.as_mut().graceful_shutdown();
                 closing = Some(Instant::now());
+                activity.closing.store(true, Ordering::SeqCst);
             }
         }
     }
@@ -573,21 +633,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_busy_request_counts_until_it_is_dropped() {
-        let (tx, rx) = watch::channel(Tally {
-            requests: 0,
-            busy: 0,
-            idle_since: Instant::now(),
-        });
-        let tx = Arc::new(tx);
-        let a = Busy::start(&tx);
-        let b = Busy::start(&tx);
-        assert_eq!((rx.borrow().requests, rx.borrow().busy), (2, 2));
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let a = Busy::start(&activity);
+        let b = Busy::start(&activity);
+        let c = Busy::start(&activity);
+        assert_eq!((activity.tally().requests, activity.tally().busy), (3, 3));
         drop(a);
-        assert_eq!(rx.borrow().busy, 1);
-        let before = Instant::now();
+        assert_eq!(activity.tally().busy, 2);
+        // Open, an end wakes nobody: the loop looks again on its own.
+        let woken = || tokio::time::timeout(Duration::ZERO, activity.ended.notified());
+        assert!(woken().await.is_err());
+        // Closing, every end wakes the loop (a permit waits for it if it is not waiting yet).
+        activity.closing.store(true, Ordering::SeqCst);
         drop(b);
-        assert_eq!(rx.borrow().busy, 0);
-        assert!(rx.borrow().idle_since >= before);
-        assert_eq!(rx.borrow().requests, 2);
+        assert!(woken().await.is_ok());
+        assert_eq!(activity.tally().busy, 1);
+        let before = Instant::now();
+        drop(c);
+        assert!(woken().await.is_ok());
+        assert_eq!(activity.tally().busy, 0);
+        assert!(activity.tally().idle_since >= before);
+        assert_eq!(activity.tally().requests, 3);
     }
 }

@@ -3,17 +3,22 @@
 //! and never stored nor put in the token, and the session token is opaque: the claims (who,
 //! which parent key, until when, the MFA context) sealed with AES-256-GCM under a key derived
 //! from the server key, whose id travels in clear. Verification opens the token and re-derives
-//! the secret.
+//! the secret; both depend on nothing but the token and the ring's keys, so the ring keeps what
+//! it opened for the next request that presents the very same token (compared in constant
+//! time), and checks the expiry, `nbf` and the access key id on every request.
 //!
 //! The token is a bearer value that travels in headers, logs of proxies and presigned URLs, so
 //! it must show its holder no more than GetCallerIdentity would: not the parent access key, not
 //! the MFA device (`docs/sts-wire-contract.md#getsessiontoken-result`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use base64::Engine as _;
+use dashmap::DashMap;
 use hmac::{Hmac, Mac as _};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -39,6 +44,9 @@ const TOKEN_KEY_INFO: &[u8] = b"v2 AES-256-GCM claims";
 const CLAIMS_BLOCK: usize = 512;
 /// AES-GCM's tag.
 const TAG_LEN: usize = 16;
+/// Most opened tokens kept (about 1.6 KB each: the token, its claims and the secret); past it
+/// the ring starts again empty.
+const OPENED_CAPACITY: usize = 4_096;
 
 /// The MFA context of credentials obtained with a verified code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,11 +161,57 @@ impl RingKey {
     }
 }
 
+/// A session token this ring opened, with its claims and re-derived secret: what verifying it
+/// again would give, since the ring's keys never change.
+pub(crate) struct OpenedSession {
+    /// The token, as presented.
+    token: Box<str>,
+    /// What it says.
+    pub(crate) claims: SessionClaims,
+    /// The session's secret access key.
+    pub(crate) secret: Zeroizing<String>,
+}
+
+/// Neither the token (a bearer value) nor the secret.
+impl std::fmt::Debug for OpenedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedSession")
+            .field("akid", &self.claims.akid)
+            .field("exp", &self.claims.exp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `a` and `b` are the same bytes, in time that depends on their lengths only: the
+/// difference is folded a word at a time (subtle's slice comparison goes byte by byte behind
+/// an optimisation barrier each, ~15 times slower on a 1 KB token) and only the folded word is
+/// compared, with subtle.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |chunk: &[u8]| <[u8; 8]>::try_from(chunk).map_or(0, u64::from_ne_bytes);
+    let (a_words, b_words) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail = a_words
+        .remainder()
+        .iter()
+        .zip(b_words.remainder())
+        .fold(0_u64, |diff, (x, y)| diff | u64::from(x ^ y));
+    let diff = a_words
+        .zip(b_words)
+        .fold(tail, |diff, (x, y)| diff | (word(x) ^ word(y)));
+    bool::from(subtle::ConstantTimeEq::ct_eq(&diff, &0))
+}
+
 /// The server keys that seal session tokens and derive their secrets.
 pub(crate) struct KeyRing {
     /// The key that seals; `None` for a ring that only refuses (no server keys).
     current: Option<String>,
     keys: HashMap<String, RingKey>,
+    /// The last token opened per session access key id.
+    opened: DashMap<Box<str>, Arc<OpenedSession>>,
+    /// Entries inserted since `opened` was last cleared (an upper bound on its length).
+    inserted: AtomicUsize,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -196,6 +250,8 @@ impl KeyRing {
         Ok(Self {
             current: Some(newest.kid.clone()),
             keys: ring,
+            opened: DashMap::new(),
+            inserted: AtomicUsize::new(0),
         })
     }
 
@@ -205,6 +261,8 @@ impl KeyRing {
         Self {
             current: None,
             keys: HashMap::new(),
+            opened: DashMap::new(),
+            inserted: AtomicUsize::new(0),
         }
     }
 
@@ -317,16 +375,52 @@ impl KeyRing {
         access_key_id: &str,
         token: &str,
         now: UnixTime,
-    ) -> Result<(SessionClaims, Zeroizing<String>), SessionError> {
-        let (key, claims) = self.open(token)?;
+    ) -> Result<Arc<OpenedSession>, SessionError> {
+        let opened = self.opened_token(access_key_id, token)?;
+        let claims = &opened.claims;
         if claims.akid != access_key_id || claims.nbf > now.plus_secs(NBF_LEEWAY_SECS) {
             return Err(SessionError::Invalid);
         }
         if now >= claims.exp {
             return Err(SessionError::Expired);
         }
+        Ok(opened)
+    }
+
+    /// `token` opened, and its secret derived: kept from the last time `access_key_id` came
+    /// with this very token, else done now and kept.
+    fn opened_token(
+        &self,
+        access_key_id: &str,
+        token: &str,
+    ) -> Result<Arc<OpenedSession>, SessionError> {
+        let kept = self
+            .opened
+            .get(access_key_id)
+            .map(|entry| Arc::clone(entry.value()));
+        if let Some(kept) = kept
+            && same_bytes(kept.token.as_bytes(), token.as_bytes())
+        {
+            return Ok(kept);
+        }
+        let (key, claims) = self.open(token)?;
         let secret = Self::derive_secret(key, &claims.akid, claims.exp);
-        Ok((claims, secret))
+        let opened = Arc::new(OpenedSession {
+            token: token.into(),
+            claims,
+            secret,
+        });
+        // Kept only where it will be looked for: a token presented with another key id is
+        // refused by the caller and leaves the kept one of its own key id in place.
+        if opened.claims.akid == access_key_id {
+            if self.inserted.fetch_add(1, Ordering::Relaxed) >= OPENED_CAPACITY {
+                self.opened.clear();
+                self.inserted.store(1, Ordering::Relaxed);
+            }
+            self.opened
+                .insert(access_key_id.into(), Arc::clone(&opened));
+        }
+        Ok(opened)
     }
 }
 
@@ -375,6 +469,7 @@ mod tests {
         assert!(!c.session_token.contains(c.secret_access_key.as_str()));
         let (claims, secret) = r
             .verify(&c.access_key_id, &c.session_token, t(1_899))
+            .map(|o| (o.claims.clone(), o.secret.clone()))
             .unwrap();
         assert_eq!(secret.as_str(), c.secret_access_key.as_str());
         assert_eq!(claims.owner(), user);
@@ -444,6 +539,7 @@ mod tests {
             .unwrap();
         let (claims, _) = r
             .verify(&c.access_key_id, &c.session_token, t(1_100))
+            .map(|o| (o.claims.clone(), o.secret.clone()))
             .unwrap();
         assert_eq!(claims.mfa, Some(mfa));
     }
@@ -453,6 +549,7 @@ mod tests {
         let c = ring(4).mint(grant(&Owner::Root, 10, 900)).unwrap();
         let (_, secret) = ring(4)
             .verify(&c.access_key_id, &c.session_token, t(20))
+            .map(|o| (o.claims.clone(), o.secret.clone()))
             .unwrap();
         assert_eq!(secret.as_str(), c.secret_access_key.as_str());
     }
@@ -605,6 +702,7 @@ mod tests {
         assert_eq!(token, PINNED_TOKEN);
         let (opened, secret) = r
             .verify("ASIAEXAMPLEEXAMPLE12", PINNED_TOKEN, t(1_100))
+            .map(|o| (o.claims.clone(), o.secret.clone()))
             .unwrap();
         assert_eq!(opened, claims);
         assert_eq!(secret.as_str(), "oC4s/Z2Ao7VQNAXK/+/YEtGzI7kpoGuhPWhTj5SE");
@@ -614,6 +712,87 @@ mod tests {
     /// with the salt and info above, then `AESGCM` with the header as associated data); its
     /// plaintext is the claims above as JSON, padded with spaces to 512 bytes.
     const PINNED_TOKEN: &str = "AgJrMQcHBwcHBwcHBwcHB55dIUk9ipjbfD8YAildd0Z/4CFYT/1ISEOC+PV7KCG4S28kQbHHH2UsKfJfsREYqfG2hMsH02KrZUxPICBRyT9hr/lWVIYn/b003HVH+bzNfS2Ywqwy+AN3KYB/DoYV3hjE3XwEzaxB+sJOuRh+nnbv9JKYyEYRytT9KsyyZHZFmMDFhtuwdKxGCA1hHrwfI/VyZHHLdTcq09EDUJL4tA8p40HHCyuBlt0EZbxeUnJ0tu+nR3a5x4FkuEdhfCa1GA3vh4iwb0CMVErQT7fDyjIGvyf2HCcgWk55eBBEh/4J8+AiOmYjTtfH4YR8vCBDMbVMBTBdUGeq/G7UlBrJCAWVHaekBV8oEP/hDqRb6TZnQRn5rxnxepcSH0Y2ck8xcYJFWUx2cOklPzoQgIeV8JOagCa2Xt3IdlklBId8BuVNtsJFooiOSZUhcQlMA1GAHgn5GgcBJG6r70W5JrbmvW1pJSTz/S7BhJVYNl44WAx9xCkx18diEcb7PSo/zk2BHEUvSg+Yemhzki8ctTdhiDMWoSnEyZg5fUayUhvBh+/GhkJBfS9aTJXMponuSlBVf+Djs+iBDFzHQiJG2DKKaIT5uJsjW/DwexRWBqfB7RGuZt0o+I7M9A1fXEnZpjT3IlF+/erCnzVIBY5oceTwzcvOxUgse4vIIU+ggn9risjLo060fMkcQMdhEwjA3N255A==";
+
+    /// A token opened once is not opened again, but every check that depends on the request
+    /// (the key id it came with, the time) still runs, and any other token is opened afresh.
+    #[test]
+    fn a_kept_token_is_checked_again_on_every_request() {
+        let r = ring(6);
+        let c = r.mint(grant(&Owner::Root, 1_000, 900)).unwrap();
+        let first = r
+            .verify(&c.access_key_id, &c.session_token, t(1_100))
+            .unwrap();
+        let again = r
+            .verify(&c.access_key_id, &c.session_token, t(1_200))
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(again.secret.as_str(), c.secret_access_key.as_str());
+        assert_eq!(r.opened.len(), 1);
+        assert_eq!(
+            r.verify(&c.access_key_id, &c.session_token, t(1_900))
+                .unwrap_err(),
+            SessionError::Expired
+        );
+        assert_eq!(
+            r.verify(&c.access_key_id, &c.session_token, t(990))
+                .unwrap_err(),
+            SessionError::Invalid
+        );
+        assert_eq!(
+            r.verify("ASIAOTHER", &c.session_token, t(1_100))
+                .unwrap_err(),
+            SessionError::Invalid
+        );
+        // One byte changed, one added, one cut: opened, and refused.
+        let mut bytes = c.session_token.clone().into_bytes();
+        let mid = bytes.len() / 2;
+        bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(bytes).unwrap();
+        let longer = format!("{}A", c.session_token);
+        let shorter = &c.session_token[..c.session_token.len() - 1];
+        for token in [tampered.as_str(), longer.as_str(), shorter] {
+            assert_eq!(
+                r.verify(&c.access_key_id, token, t(1_100)).unwrap_err(),
+                SessionError::Invalid
+            );
+        }
+        // A second session of the same ring is opened and kept beside the first.
+        let d = r.mint(grant(&Owner::Root, 1_000, 900)).unwrap();
+        let other = r
+            .verify(&d.access_key_id, &d.session_token, t(1_100))
+            .unwrap();
+        assert_eq!(other.secret.as_str(), d.secret_access_key.as_str());
+        assert!(Arc::ptr_eq(
+            &first,
+            &r.verify(&c.access_key_id, &c.session_token, t(1_100))
+                .unwrap()
+        ));
+    }
+
+    #[test]
+    fn kept_tokens_stay_bounded() {
+        let r = ring(7);
+        for _ in 0..OPENED_CAPACITY + 10 {
+            let c = r.mint(grant(&Owner::Root, 1_000, 900)).unwrap();
+            r.verify(&c.access_key_id, &c.session_token, t(1_100))
+                .unwrap();
+        }
+        assert!(r.opened.len() <= OPENED_CAPACITY);
+    }
+
+    #[test]
+    fn same_bytes_compares_every_byte_and_the_length() {
+        let a: Vec<u8> = (0..=255).cycle().take(1_003).collect();
+        assert!(same_bytes(&a, &a.clone()));
+        assert!(same_bytes(b"", b""));
+        for i in [0, 7, 8, 500, 1_000, 1_002] {
+            let mut b = a.clone();
+            b[i] ^= 0x40;
+            assert!(!same_bytes(&a, &b), "{i}");
+        }
+        assert!(!same_bytes(&a, &a[..1_002]));
+        assert!(!same_bytes(b"abc", b"abd"));
+    }
 
     #[test]
     fn an_empty_ring_mints_nothing_and_refuses_every_token() {

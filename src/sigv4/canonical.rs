@@ -81,6 +81,11 @@ pub(super) fn push_canonical_query(out: &mut Vec<u8>, raw_query: &str, skip_sign
 /// Appends `value` with leading and trailing spaces removed and inner runs of spaces collapsed:
 /// its space-free runs, one space between each (copied whole: a session token is ~1 KB).
 fn push_trimmed(out: &mut Vec<u8>, value: &[u8]) {
+    // Most values hold no space at all; a scan without an early exit vectorises.
+    if !value.iter().fold(false, |any, &b| any | (b == b' ')) {
+        out.extend_from_slice(value);
+        return;
+    }
     let mut runs = value.split(|&b| b == b' ').filter(|run| !run.is_empty());
     if let Some(first) = runs.next() {
         out.extend_from_slice(first);
@@ -261,5 +266,8 @@ mod tests {
         assert_eq!(trimmed(""), "");
         assert_eq!(trimmed("    "), "");
         assert_eq!(trimmed("a\t\tb"), "a\t\tb");
+        assert_eq!(trimmed("no-space\tat-all"), "no-space\tat-all");
+        assert_eq!(trimmed(" lead"), "lead");
+        assert_eq!(trimmed("trail "), "trail");
     }
 }

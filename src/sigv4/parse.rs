@@ -52,7 +52,7 @@ enum DateSource<'d> {
 }
 
 fn parse_header_form(req: &HttpRequest<'_>, value: &[u8]) -> Result<SignedRequest, SigV4Error> {
-    let header = String::from_utf8_lossy(value);
+    let header = lossy(value);
     let header = header.trim_matches(|c| c == ' ' || c == '\t');
     let (algorithm, params) = header.split_once([' ', '\t']).unwrap_or((header, ""));
 
@@ -196,8 +196,14 @@ fn parse_expires(value: &[u8]) -> Result<i64, SigV4Error> {
     }
 }
 
+/// The text of `bytes`, invalid UTF-8 replaced. Valid text (every signer sends ASCII) is checked
+/// by `from_utf8`, word by word, rather than by `from_utf8_lossy`'s chunk walk, byte by byte: a
+/// session token is ~1 KB.
 fn lossy(bytes: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(bytes)
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 fn header_token(req: &HttpRequest<'_>) -> Option<String> {
@@ -277,4 +283,19 @@ fn parse_signature(text: &str) -> Option<[u8; 32]> {
     let mut out = [0_u8; 32];
     hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lossy_borrows_valid_text_and_replaces_invalid_bytes() {
+        assert!(matches!(
+            lossy(b"IQoJb3JpZ2luX2Vj+/="),
+            Cow::Borrowed("IQoJb3JpZ2luX2Vj+/=")
+        ));
+        assert_eq!(lossy(b"a\xffb"), "a\u{fffd}b");
+        assert_eq!(lossy(b"\xe2\x82"), "\u{fffd}");
+    }
 }

@@ -21,7 +21,7 @@ use http::request::Parts;
 pub use error::AuthError;
 
 use crate::model::{AccessKey, Principal, User};
-use crate::session::{KeyRing, SessionError};
+use crate::session::{KeyRing, OpenedSession, SessionError};
 pub use crate::sigv4::Payload;
 use crate::sigv4::{self, HttpRequest, ScopePolicy, SigV4Error, SignedRequest};
 use crate::store::{Index, ReadOnlyStore, StoreError};
@@ -68,7 +68,9 @@ impl AuthError {
 pub trait CredentialLookup: Send + Sync {
     /// The account every identity belongs to.
     fn account_id(&self) -> &str;
-    /// The long-term access key with this id, active or not.
+    /// The long-term access key with this id, active or not. The verifier reuses the signing
+    /// key it derived from a key only while this returns the same `Arc` (a changed key is a new
+    /// one); a fresh `Arc` per call is correct, but derives on every request.
     fn access_key(&self, id: &str) -> Option<Arc<AccessKey>>;
     /// The IAM user with this id.
     fn user(&self, id: &str) -> Option<Arc<User>>;
@@ -421,20 +423,32 @@ impl Verifier {
         };
         sigv4::check_scope_and_time(signed, &scope, now.secs()).map_err(AuthError::Signature)?;
         let akid = signed.scope.access_key_id.as_str();
-        let (caller, secret) = if akid.starts_with("ASIA") {
-            self.session_caller(signed, now)?
+        let scope = &signed.scope;
+        // Only once the key is found active (or the session token valid) may a cached signing
+        // key stand in for the derivation.
+        let (caller, key) = if akid.starts_with("ASIA") {
+            let (caller, session) = self.session_caller(signed, now)?;
+            let key = self.signing_keys.signing_key(
+                akid,
+                &session,
+                session.secret.as_bytes(),
+                &scope.date,
+                &scope.region,
+                &scope.service,
+            );
+            (caller, key)
         } else {
-            self.long_term_caller(signed)?
+            let (caller, access_key) = self.long_term_caller(signed)?;
+            let key = self.signing_keys.signing_key(
+                akid,
+                &access_key,
+                access_key.secret.as_bytes(),
+                &scope.date,
+                &scope.region,
+                &scope.service,
+            );
+            (caller, key)
         };
-        // Only now, with the key found active (or the session token valid), may a cached
-        // signing key stand in for the derivation.
-        let key = self.signing_keys.signing_key(
-            akid,
-            secret.as_bytes(),
-            &signed.scope.date,
-            &signed.scope.region,
-            &signed.scope.service,
-        );
         sigv4::verify_signature(&request.http(), signed, &key).map_err(AuthError::Signature)?;
         if policy.require_mfa && !caller.mfa_present() {
             return Err(AuthError::MfaRequired);
@@ -475,7 +489,7 @@ impl Verifier {
     fn long_term_caller(
         &self,
         signed: &SignedRequest,
-    ) -> Result<(VerifiedCaller, zeroize::Zeroizing<String>), AuthError> {
+    ) -> Result<(VerifiedCaller, Arc<AccessKey>), AuthError> {
         // A session token sent with a long-term key is as invalid as a wrong key.
         if signed.security_token.is_some() {
             return Err(AuthError::UnexpectedSessionToken);
@@ -489,25 +503,26 @@ impl Verifier {
             .principal(&key.owner)
             .ok_or(AuthError::UnknownAccessKey)?;
         let caller = self.caller(principal, key.id.clone(), key.id.clone(), None);
-        Ok((caller, key.secret.clone()))
+        Ok((caller, key))
     }
 
     fn session_caller(
         &self,
         signed: &SignedRequest,
         now: UnixTime,
-    ) -> Result<(VerifiedCaller, zeroize::Zeroizing<String>), AuthError> {
+    ) -> Result<(VerifiedCaller, Arc<OpenedSession>), AuthError> {
         let token = signed
             .security_token
             .as_deref()
             .ok_or(AuthError::InvalidSessionToken)?;
-        let (claims, secret) = self
+        let opened = self
             .keys
             .verify(&signed.scope.access_key_id, token, now)
             .map_err(|e| match e {
                 SessionError::Expired => AuthError::ExpiredSessionToken,
                 _ => AuthError::InvalidSessionToken,
             })?;
+        let claims = &opened.claims;
         // The session lives only as long as the key that obtained it and its principal.
         let owner = claims.owner();
         let parent_alive = self
@@ -531,6 +546,6 @@ impl Verifier {
             claims.pk.clone(),
             Some(session),
         );
-        Ok((caller, secret))
+        Ok((caller, opened))
     }
 }
