@@ -8,6 +8,7 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -90,6 +91,45 @@ fn get<T: Keyed>(table: &Table<T>, key: &str) -> Option<Arc<T>> {
 
 fn remove<T: Keyed>(table: &Table<T>, key: &str) -> Option<Arc<T>> {
     table.remove(key).map(|(found, ())| found.0)
+}
+
+/// Reads the database file once, front to back, on a thread of its own while the load runs, so
+/// that the load finds its pages in the page cache. After a reboot the load otherwise waits on
+/// one 4 KiB read at a time, scattered over the file (its tables are interleaved with the
+/// others): at 1,000,000 users (830 MiB) that was ~10 s more than a warm start, where a
+/// sequential read of the whole file takes ~2 s on the same disk. (`POSIX_FADV_WILLNEED` read
+/// only the first 8 MiB here.) The index holds about as many bytes as the file, so a machine
+/// that can hold one can cache the other. When the file is cached already this costs a copy
+/// per page on the other core. Best effort: nothing depends on it; it stops when the load does.
+struct Prefetch(Arc<AtomicBool>);
+
+impl Prefetch {
+    fn start(path: &str) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&done);
+        let path = path.to_owned();
+        let _detached = std::thread::Builder::new()
+            .name("sts-broker-prefetch".into())
+            .spawn(move || {
+                let Ok(mut file) = std::fs::File::open(&path) else {
+                    return;
+                };
+                let mut buf = vec![0u8; 1 << 20];
+                while !stop.load(Ordering::Relaxed) {
+                    match std::io::Read::read(&mut file, &mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            });
+        Self(done)
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The owners of the keys and devices a load reads, sharing the ids of the users it read.
@@ -228,6 +268,7 @@ impl Index {
         sealer: &Sealer,
         account_id: &str,
     ) -> Result<(Self, ChangeCursor), StoreError> {
+        let _prefetch = conn.path().map(Prefetch::start);
         let tx = conn.transaction()?;
         let cursor = ChangeCursor::at_head(&tx)?;
         // Sized from the row counts, so the load never rehashes a map while it grows (each
