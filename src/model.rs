@@ -15,8 +15,9 @@ use crate::time::UnixTime;
 pub enum Owner {
     /// The account root user.
     Root,
-    /// An IAM user, by user id.
-    User(String),
+    /// An IAM user, by user id: shared with the [`User`] it names, so that a million keys and
+    /// devices hold no copies of their owners' ids (the index interns them at load).
+    User(Arc<str>),
 }
 
 impl Owner {
@@ -33,7 +34,7 @@ impl Owner {
         if value == "root" {
             Self::Root
         } else {
-            Self::User(value)
+            Self::User(value.into())
         }
     }
 }
@@ -41,8 +42,8 @@ impl Owner {
 /// An IAM user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
-    /// `AIDA…`.
-    pub id: String,
+    /// `AIDA…`, shared with every [`Owner`] that names this user.
+    pub id: Arc<str>,
     /// The name as created (unique regardless of case).
     pub name: String,
     /// IAM path, `/` by default.

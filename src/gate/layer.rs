@@ -55,7 +55,7 @@ const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// #         (id == self.0.id).then(|| Arc::clone(&self.0))
 /// #     }
 /// #     fn user(&self, id: &str) -> Option<Arc<User>> {
-/// #         (id == self.1.id).then(|| Arc::clone(&self.1))
+/// #         (id == &*self.1.id).then(|| Arc::clone(&self.1))
 /// #     }
 /// # }
 /// # let alice = User {

@@ -43,7 +43,7 @@ pub(crate) fn create_user(
         return Err(StoreError::UserExists(name.to_owned()));
     }
     let user = User {
-        id: ids::user_id()?,
+        id: ids::user_id()?.into(),
         name: name.to_owned(),
         path: path.to_owned(),
         created_at: ctx.now,
@@ -58,7 +58,7 @@ pub(crate) fn create_user(
             user.created_at.secs()
         ],
     )?;
-    ctx.touch(&Changed::User(user.id.clone()))?;
+    ctx.touch(&Changed::User(user.id.to_string()))?;
     Ok(user)
 }
 
@@ -85,7 +85,7 @@ pub(crate) fn delete_user(ctx: &mut WriteCtx<'_>, name: &str) -> Result<User, St
     ctx.conn()
         .execute("DELETE FROM user WHERE id = ?1", [&user.id])?;
     attempts::forget_caller(ctx, &user.id)?;
-    ctx.touch(&Changed::User(user.id.clone()))?;
+    ctx.touch(&Changed::User(user.id.to_string()))?;
     Ok(user)
 }
 

@@ -268,7 +268,7 @@ impl<'a> Presented<'a> {
 ///         (id == self.0.id).then(|| Arc::clone(&self.0))
 ///     }
 ///     fn user(&self, id: &str) -> Option<Arc<User>> {
-///         (id == self.1.id).then(|| Arc::clone(&self.1))
+///         (id == &*self.1.id).then(|| Arc::clone(&self.1))
 ///     }
 /// }
 ///

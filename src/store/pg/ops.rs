@@ -48,7 +48,7 @@ async fn owner_exists(w: &PgWrite<'_>, owner: &Owner) -> Result<bool, StoreError
     match owner {
         Owner::Root => Ok(true),
         Owner::User(id) => Ok(w
-            .query_opt("SELECT 1 FROM iam_user WHERE id = $1", &[id])
+            .query_opt("SELECT 1 FROM iam_user WHERE id = $1", &[&&**id])
             .await?
             .is_some()),
     }
@@ -73,7 +73,7 @@ pub(crate) async fn create_user(
     path: &str,
 ) -> Result<User, StoreError> {
     let user = User {
-        id: ids::user_id()?,
+        id: ids::user_id()?.into(),
         name: name.to_owned(),
         path: path.to_owned(),
         created_at: w.now,
@@ -83,7 +83,7 @@ pub(crate) async fn create_user(
             "INSERT INTO iam_user(id, name, name_lc, path, created_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT DO NOTHING",
             &[
-                &user.id,
+                &&*user.id,
                 &user.name,
                 &name.to_lowercase(),
                 &user.path,
@@ -94,7 +94,7 @@ pub(crate) async fn create_user(
     if n == 0 {
         return Err(StoreError::UserExists(name.to_owned()));
     }
-    w.touch(&Changed::User(user.id.clone())).await?;
+    w.touch(&Changed::User(user.id.to_string())).await?;
     Ok(user)
 }
 
@@ -125,9 +125,9 @@ pub(crate) async fn delete_user(w: &mut PgWrite<'_>, name: &str) -> Result<User,
     {
         return Err(StoreError::UserHasDevices);
     }
-    w.execute("DELETE FROM iam_user WHERE id = $1", &[&user.id])
+    w.execute("DELETE FROM iam_user WHERE id = $1", &[&&*user.id])
         .await?;
-    w.touch(&Changed::User(user.id.clone())).await?;
+    w.touch(&Changed::User(user.id.to_string())).await?;
     Ok(user)
 }
 

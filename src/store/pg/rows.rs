@@ -30,7 +30,7 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
 /// An `iam_user` row.
 pub(super) fn user(row: &Row) -> Result<User, StoreError> {
     Ok(User {
-        id: get(row, 0)?,
+        id: get::<String>(row, 0)?.into(),
         name: get(row, 1)?,
         path: get(row, 2)?,
         created_at: UnixTime::from_secs(get(row, 3)?),
