@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::RequiredLine;
+use super::batch;
 use super::error::StoreError;
 use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::clock::SharedClock;
@@ -185,14 +186,7 @@ impl Thread {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.append_batch(batch);
+            self.append_batch(batch::take(first, &jobs, MAX_BATCH));
         }
         if self.held.failing() && self.append(&[]).is_err() {
             tracing::error!(

@@ -18,6 +18,7 @@
 pub(crate) mod attempts;
 pub(crate) mod audit_writer;
 pub(crate) mod backend;
+mod batch;
 mod error;
 mod index;
 mod open;

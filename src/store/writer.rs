@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior};
 
 use super::audit_writer::{AuditWriter, Done};
+use super::batch;
 use super::error::StoreError;
 use super::index::{ChangeCursor, Changed, Followed, Index};
 use super::seal::Sealer;
@@ -157,14 +158,7 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.run_batch(batch);
+            self.run_batch(batch::take(first, &jobs, MAX_BATCH));
         }
     }
 
