@@ -109,21 +109,11 @@ impl AuditWriter {
     }
 
     /// Appends committed writes' lines, in order; each `Done` is told once its line is
-    /// durable (or refused). If the thread is gone, each is told [`StoreError::Closed`].
+    /// durable (or refused). If the thread is gone, the `Done`s are dropped unanswered, which
+    /// their waiters see as [`StoreError::Closed`].
     pub(crate) fn send_many(&self, lines: Vec<(RequiredLine, Done)>) {
-        let jobs = self.jobs.lock().ok();
-        let sender = jobs.as_ref().and_then(|j| j.as_ref());
-        let unsent = match sender {
-            Some(sender) => match sender.send(Job::Many(lines)) {
-                Ok(()) => return,
-                Err(std::sync::mpsc::SendError(Job::Many(lines))) => lines,
-                Err(_) => return,
-            },
-            None => lines,
-        };
-        drop(jobs);
-        for (_, done) in unsent {
-            done(Err(StoreError::Closed));
+        if self.send_job(Job::Many(lines)).is_err() {
+            tracing::error!("audit lines dropped: the audit thread is shut down");
         }
     }
 
@@ -141,7 +131,7 @@ impl AuditWriter {
 
 /// Audit lines that could not be written yet, oldest first.
 #[derive(Debug, Default)]
-pub(crate) struct HeldLines {
+struct HeldLines {
     lines: VecDeque<String>,
     /// Lines lost because [`MAX_HELD_LINES`] were already held.
     dropped: u64,

@@ -271,31 +271,31 @@ mod tests {
     use super::*;
     use crate::audit::AuditLog;
 
-    fn audit_writer(target: crate::audit::AuditTarget) -> Arc<AuditWriter> {
-        Arc::new(
-            AuditWriter::start(
-                AuditLog::open(&target).unwrap(),
-                Arc::new(crate::clock::SystemClock),
-                "123456789012".into(),
-                Duration::from_secs(1),
-            )
-            .unwrap(),
-        )
-    }
-
-    #[test]
-    fn a_refused_job_leaves_nothing_and_the_others_are_committed() {
+    /// A writer on an in-memory database with one table `t(n)`, auditing to `target`.
+    fn writer(target: crate::audit::AuditTarget) -> Writer {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t(n INTEGER)").unwrap();
-        let mut writer = Writer {
+        let audit = AuditWriter::start(
+            AuditLog::open(&target).unwrap(),
+            Arc::new(crate::clock::SystemClock),
+            "123456789012".into(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        Writer {
             conn,
             sealer: Arc::new(Sealer::new(&[7; 32]).unwrap()),
             account_id: "123456789012".into(),
             clock: Arc::new(crate::clock::SystemClock),
             index: None,
-            audit: audit_writer(crate::audit::AuditTarget::Off),
+            audit: Arc::new(audit),
             poll: Duration::from_secs(1),
-        };
+        }
+    }
+
+    #[test]
+    fn a_refused_job_leaves_nothing_and_the_others_are_committed() {
+        let mut writer = writer(crate::audit::AuditTarget::Off);
         let job = |n: i64, ok: bool| -> WriteFn {
             Box::new(move |ctx: &mut WriteCtx<'_>| {
                 ctx.conn()
@@ -333,17 +333,7 @@ mod tests {
             std::env::temp_dir().join(format!("sts-writer-early-{}", crate::ids::request_id()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("audit.log");
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t(n INTEGER)").unwrap();
-        let mut writer = Writer {
-            conn,
-            sealer: Arc::new(Sealer::new(&[7; 32]).unwrap()),
-            account_id: "123456789012".into(),
-            clock: Arc::new(crate::clock::SystemClock),
-            index: None,
-            audit: audit_writer(crate::audit::AuditTarget::File(log.clone())),
-            poll: Duration::from_secs(1),
-        };
+        let mut writer = writer(crate::audit::AuditTarget::File(log.clone()));
         // What the audit log held when each job was answered, in the order of the answers.
         let seen = Arc::new(std::sync::Mutex::new(Vec::<(&str, String)>::new()));
         let job = |name: &'static str, line: Option<&str>| -> Job {

@@ -217,18 +217,7 @@ async fn with_mfa(
         )
         .await;
     let (step, settled) = match claimed {
-        Ok(Claim::Claimed { step, settled }) => (step, settled),
-        Ok(Claim::Locked(locked)) => {
-            return Err(refuse_mfa(
-                ctx,
-                serial,
-                MfaRefusal::Locked {
-                    until: locked.until,
-                },
-            ));
-        }
-        Ok(Claim::WrongCode) => return Err(refuse_mfa(ctx, serial, MfaRefusal::WrongCode)),
-        Ok(Claim::Replayed) => return Err(refuse_mfa(ctx, serial, MfaRefusal::Replayed)),
+        Ok(claim) => claimed_step(claim).map_err(|r| refuse_mfa(ctx, serial, r))?,
         Err(e) => return Err(refuse(ctx, Some(serial), "mfa_backend_failure", e.into())),
     };
     let outcome = issue(ctx, duration, serial, step).await;
@@ -277,17 +266,22 @@ async fn with_mfa_in_one_write(
         .claim_and_record(serial, ctx.now, candidates, required)
         .await
     {
-        Ok(Claim::Claimed { .. }) => Ok(render(ctx, &creds)),
-        Ok(Claim::Locked(locked)) => Err(refuse_mfa(
-            ctx,
-            serial,
-            MfaRefusal::Locked {
-                until: locked.until,
-            },
-        )),
-        Ok(Claim::WrongCode) => Err(refuse_mfa(ctx, serial, MfaRefusal::WrongCode)),
-        Ok(Claim::Replayed) => Err(refuse_mfa(ctx, serial, MfaRefusal::Replayed)),
+        Ok(claim) => claimed_step(claim)
+            .map(|_| render(ctx, &creds))
+            .map_err(|r| refuse_mfa(ctx, serial, r)),
         Err(e) => Err(issue_failed(ctx, Some(serial), e)),
+    }
+}
+
+/// The step a claim took (and whether it settled the attempt), or the refusal it stands for.
+fn claimed_step(claim: Claim) -> Result<(TotpStep, bool), MfaRefusal> {
+    match claim {
+        Claim::Claimed { step, settled } => Ok((step, settled)),
+        Claim::Locked(locked) => Err(MfaRefusal::Locked {
+            until: locked.until,
+        }),
+        Claim::WrongCode => Err(MfaRefusal::WrongCode),
+        Claim::Replayed => Err(MfaRefusal::Replayed),
     }
 }
 
