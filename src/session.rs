@@ -428,6 +428,14 @@ impl KeyRing {
 mod tests {
     use super::*;
 
+    /// `token` with its middle byte changed (to another base64 character).
+    fn one_byte_changed(token: &str) -> String {
+        let mut bytes = token.as_bytes().to_vec();
+        let mid = bytes.len() / 2;
+        bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(bytes).unwrap()
+    }
+
     fn t(secs: i64) -> UnixTime {
         UnixTime::from_secs(secs)
     }
@@ -510,10 +518,7 @@ mod tests {
                 .unwrap_err(),
             SessionError::Invalid
         );
-        let mut tampered = c.session_token.clone().into_bytes();
-        let mid = tampered.len() / 2;
-        tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
-        let tampered = String::from_utf8(tampered).unwrap();
+        let tampered = one_byte_changed(&c.session_token);
         assert_eq!(
             r.verify(&c.access_key_id, &tampered, t(1_100)).unwrap_err(),
             SessionError::Invalid
@@ -744,10 +749,7 @@ mod tests {
             SessionError::Invalid
         );
         // One byte changed, one added, one cut: opened, and refused.
-        let mut bytes = c.session_token.clone().into_bytes();
-        let mid = bytes.len() / 2;
-        bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
-        let tampered = String::from_utf8(bytes).unwrap();
+        let tampered = one_byte_changed(&c.session_token);
         let longer = format!("{}A", c.session_token);
         let shorter = &c.session_token[..c.session_token.len() - 1];
         for token in [tampered.as_str(), longer.as_str(), shorter] {
