@@ -509,9 +509,11 @@ async fn exchange<H, I>(
             let busy = Busy::start(&activity);
             let handler = Arc::clone(&handler);
             async move {
-                let resp = match tokio::time::timeout(request_timeout, handler.handle(req, remote))
-                    .await
-                {
+                // The handler's future (the API's is over 2 KB) is moved into the box once;
+                // unboxed, it would be copied whole each time hyper and the timeout move the
+                // futures that hold it, several times a request.
+                let handling = Box::pin(handler.handle(req, remote));
+                let resp = match tokio::time::timeout(request_timeout, handling).await {
                     Ok(resp) => resp,
                     Err(_) => handler.timeout_response(),
                 };

@@ -114,7 +114,7 @@ impl Api {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if let Some(probe) = health::probe(&req) {
-            return health::answer(self, probe).await;
+            return Box::pin(health::answer(self, probe)).await;
         }
         let request_id = ids::request_id();
         let (reply, service) = match self.handle_inner(req, remote, &request_id).await {
@@ -251,7 +251,7 @@ impl Api {
         };
         let body = match service {
             Service::Sts => sts::dispatch(&ctx, action).await,
-            Service::Iam => iam::dispatch(&ctx, action).await,
+            Service::Iam => Box::pin(iam::dispatch(&ctx, action)).await,
         }
         .map_err(fail)?;
         Ok(Reply::Xml(service, body))

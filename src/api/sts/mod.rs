@@ -11,7 +11,7 @@ use crate::protocol::error::ApiError;
 pub(super) async fn dispatch(ctx: &RequestCtx<'_>, action: &str) -> Result<String, ApiError> {
     match action {
         "GetCallerIdentity" => Ok(get_caller_identity::handle(ctx)),
-        "GetSessionToken" => get_session_token::handle(ctx).await,
+        "GetSessionToken" => Box::pin(get_session_token::handle(ctx)).await,
         _ => Err(ApiError::InvalidAction {
             action: action.to_owned(),
             version: Service::Sts.version().to_owned(),
