@@ -28,6 +28,11 @@ use crate::percent;
 
 /// Appends the canonical URI of `raw_path`.
 pub(super) fn push_canonical_uri(out: &mut Vec<u8>, raw_path: &str) {
+    // The path of every STS and IAM call, canonical as it is.
+    if raw_path == "/" {
+        out.push(b'/');
+        return;
+    }
     let mut segments: Vec<&str> = Vec::new();
     for segment in raw_path.split('/') {
         match segment {

@@ -54,13 +54,13 @@ enum DateSource<'d> {
 fn parse_header_form(req: &HttpRequest<'_>, value: &[u8]) -> Result<SignedRequest, SigV4Error> {
     let header = lossy(value);
     let header = header.trim_matches(|c| c == ' ' || c == '\t');
-    let (algorithm, params) = header.split_once([' ', '\t']).unwrap_or((header, ""));
+    let (algorithm, params) = split_at_byte(header, is_blank).unwrap_or((header, ""));
 
     let (mut credential, mut signature, mut signed_headers) = (None, None, None);
     // AWS splits on spaces as well as commas: `Credential= AKID/…` is reported as
     // `'AKID/…' not a valid key=value pair` (boto/boto3#2280). The last occurrence wins.
-    for part in params.split([',', ' ', '\t']).filter(|p| !p.is_empty()) {
-        let Some((key, val)) = part.split_once('=') else {
+    for part in pieces(params, |b| b == b',' || is_blank(b)) {
+        let Some((key, val)) = split_at_byte(part, |b| b == b'=') else {
             return Err(SigV4Error::MissingEqualSign {
                 part: part.to_owned(),
                 header: header.to_owned(),
@@ -196,6 +196,37 @@ fn parse_expires(value: &[u8]) -> Result<i64, SigV4Error> {
     }
 }
 
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// `text` before and after its first byte matching `at`, that byte dropped. The separators
+/// this module splits on are ASCII, so both sides are whole UTF-8. Byte scans rather than
+/// `str` patterns: a pattern of several chars decodes the ~200-byte `Authorization` header
+/// char by char, on every request.
+fn split_at_byte(text: &str, at: impl Fn(u8) -> bool) -> Option<(&str, &str)> {
+    let i = text.bytes().position(at)?;
+    Some((text.get(..i)?, text.get(i + 1..)?))
+}
+
+/// The non-empty pieces of `text` between bytes matching `sep`.
+fn pieces(text: &str, sep: impl Fn(u8) -> bool + Copy) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        while let Some(text) = rest {
+            let (piece, tail) = match split_at_byte(text, sep) {
+                Some((piece, tail)) => (piece, Some(tail)),
+                None => (text, None),
+            };
+            rest = tail;
+            if !piece.is_empty() {
+                return Some(piece);
+            }
+        }
+        None
+    })
+}
+
 /// The text of `bytes`, invalid UTF-8 replaced. Valid text (every signer sends ASCII) is checked
 /// by `from_utf8`, word by word, rather than by `from_utf8_lossy`'s chunk walk, byte by byte: a
 /// session token is ~1 KB.
@@ -216,11 +247,20 @@ fn query_token(req: &HttpRequest<'_>) -> Option<String> {
 }
 
 fn finish(fields: Fields<'_>) -> Result<SignedRequest, SigV4Error> {
-    let signed_headers: Vec<String> = fields
-        .signed_headers
-        .split(';')
-        .map(str::to_owned)
-        .collect();
+    let mut signed_headers: Vec<String> = Vec::with_capacity(4);
+    let mut rest = fields.signed_headers;
+    loop {
+        match split_at_byte(rest, |b| b == b';') {
+            Some((name, tail)) => {
+                signed_headers.push(name.to_owned());
+                rest = tail;
+            }
+            None => {
+                signed_headers.push(rest.to_owned());
+                break;
+            }
+        }
+    }
     if !signed_headers
         .iter()
         .any(|h| h == "host" || h == ":authority")
@@ -251,43 +291,100 @@ fn finish(fields: Fields<'_>) -> Result<SignedRequest, SigV4Error> {
 }
 
 fn parse_credential(credential: &str) -> Result<CredentialScope, SigV4Error> {
-    let mut parts = credential.split('/');
-    match (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) {
-        (Some(akid), Some(date), Some(region), Some(service), Some(terminator), None) => {
-            Ok(CredentialScope {
-                access_key_id: akid.to_owned(),
-                date: date.to_owned(),
-                region: region.to_owned(),
-                service: service.to_owned(),
-                terminator: terminator.to_owned(),
-            })
-        }
-        _ => Err(SigV4Error::MalformedCredential {
-            credential: credential.to_owned(),
-        }),
+    let malformed = || SigV4Error::MalformedCredential {
+        credential: credential.to_owned(),
+    };
+    let slash = |b| b == b'/';
+    let (akid, rest) = split_at_byte(credential, slash).ok_or_else(malformed)?;
+    let (date, rest) = split_at_byte(rest, slash).ok_or_else(malformed)?;
+    let (region, rest) = split_at_byte(rest, slash).ok_or_else(malformed)?;
+    let (service, terminator) = split_at_byte(rest, slash).ok_or_else(malformed)?;
+    if terminator.bytes().any(slash) {
+        return Err(malformed());
     }
+    Ok(CredentialScope {
+        access_key_id: akid.to_owned(),
+        date: date.to_owned(),
+        region: region.to_owned(),
+        service: service.to_owned(),
+        terminator: terminator.to_owned(),
+    })
 }
 
 /// Exactly 64 lowercase hex digits, as every signer emits; anything else cannot match.
 fn parse_signature(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
+    fn nibble(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        }
     }
+    let digits: &[u8; 64] = text.as_bytes().try_into().ok()?;
     let mut out = [0_u8; 32];
-    hex::decode_to_slice(text, &mut out).ok()?;
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let [high, low] = pair else { return None };
+        *byte = (nibble(*high)? << 4) | nibble(*low)?;
+    }
     Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_at_ascii_separators_only() {
+        assert_eq!(split_at_byte("a=b=c", |b| b == b'='), Some(("a", "b=c")));
+        assert_eq!(split_at_byte("=", |b| b == b'='), Some(("", "")));
+        assert_eq!(split_at_byte("abc", |b| b == b'='), None);
+        let found: Vec<&str> = pieces(",a, b\t\tc,,é,", |b| b == b',' || is_blank(b)).collect();
+        assert_eq!(found, ["a", "b", "c", "é"]);
+        assert_eq!(pieces("", |b| b == b',').count(), 0);
+        assert_eq!(pieces(",,,", |b| b == b',').count(), 0);
+    }
+
+    #[test]
+    fn credentials_have_exactly_five_parts() {
+        let scope = parse_credential("AKID/20260101/us-east-1/sts/aws4_request").unwrap();
+        assert_eq!(
+            (
+                scope.access_key_id.as_str(),
+                scope.date.as_str(),
+                scope.region.as_str(),
+                scope.service.as_str(),
+                scope.terminator.as_str()
+            ),
+            ("AKID", "20260101", "us-east-1", "sts", "aws4_request")
+        );
+        let empty = parse_credential("AKID/20260101//sts/aws4_request").unwrap();
+        assert_eq!(empty.region, "");
+        for bad in [
+            "AKID/20260101/us-east-1/sts",
+            "AKID/20260101/us-east-1/sts/aws4_request/",
+            "AKID/20260101/us-east-1/sts/aws4_request/x",
+            "AKID",
+            "",
+        ] {
+            assert!(
+                matches!(parse_credential(bad), Err(SigV4Error::MalformedCredential { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn signatures_are_64_lowercase_hex_digits() {
+        let text = "0123456789abcdef00ff7f80a5c3e1d2b4968778695a4b3c2d1e0f1a2b3c4d5e";
+        let mut want = [0_u8; 32];
+        hex::decode_to_slice(text, &mut want).unwrap();
+        assert_eq!(parse_signature(text), Some(want));
+        assert_eq!(parse_signature(&text.to_uppercase()), None);
+        assert_eq!(parse_signature(&text[..62]), None);
+        assert_eq!(parse_signature(&format!("{text}00")), None);
+        assert_eq!(parse_signature(&text.replace('a', "g")), None);
+        assert_eq!(parse_signature(&format!("{}é", &text[..62])), None);
+    }
 
     #[test]
     fn lossy_borrows_valid_text_and_replaces_invalid_bytes() {
