@@ -367,7 +367,10 @@ mod tests {
             "",
         ] {
             assert!(
-                matches!(parse_credential(bad), Err(SigV4Error::MalformedCredential { .. })),
+                matches!(
+                    parse_credential(bad),
+                    Err(SigV4Error::MalformedCredential { .. })
+                ),
                 "{bad}"
             );
         }

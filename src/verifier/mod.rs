@@ -422,31 +422,15 @@ impl Verifier {
             max_skew_secs: policy.max_skew_secs,
         };
         sigv4::check_scope_and_time(signed, &scope, now.secs()).map_err(AuthError::Signature)?;
-        let akid = signed.scope.access_key_id.as_str();
-        let scope = &signed.scope;
         // Only once the key is found active (or the session token valid) may a cached signing
         // key stand in for the derivation.
-        let (caller, key) = if akid.starts_with("ASIA") {
+        let (caller, key) = if signed.scope.access_key_id.starts_with("ASIA") {
             let (caller, session) = self.session_caller(signed, now)?;
-            let key = self.signing_keys.signing_key(
-                akid,
-                &session,
-                session.secret.as_bytes(),
-                &scope.date,
-                &scope.region,
-                &scope.service,
-            );
+            let key = self.signing_key(signed, &session, session.secret.as_bytes());
             (caller, key)
         } else {
             let (caller, access_key) = self.long_term_caller(signed)?;
-            let key = self.signing_keys.signing_key(
-                akid,
-                &access_key,
-                access_key.secret.as_bytes(),
-                &scope.date,
-                &scope.region,
-                &scope.service,
-            );
+            let key = self.signing_key(signed, &access_key, access_key.secret.as_bytes());
             (caller, key)
         };
         sigv4::verify_signature(&request.http(), signed, &key).map_err(AuthError::Signature)?;
@@ -459,6 +443,24 @@ impl Verifier {
             return Err(AuthError::MfaTooOld { age, max });
         }
         Ok(caller)
+    }
+
+    /// The signing key for `signed`'s scope from `secret`, which belongs to `origin`.
+    fn signing_key<T: std::any::Any + Send + Sync>(
+        &self,
+        signed: &SignedRequest,
+        origin: &Arc<T>,
+        secret: &[u8],
+    ) -> sigv4::SigningKey {
+        let scope = &signed.scope;
+        self.signing_keys.signing_key(
+            &scope.access_key_id,
+            origin,
+            secret,
+            &scope.date,
+            &scope.region,
+            &scope.service,
+        )
     }
 
     fn principal(&self, owner: &crate::model::Owner) -> Option<Principal> {
