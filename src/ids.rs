@@ -20,11 +20,17 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     Ok(buf)
 }
 
-/// `len` characters of [`ID_ALPHABET`]; 256 is a multiple of 32, so `b % 32` is uniform.
+/// `len` characters of [`ID_ALPHABET`].
 fn random_id_chars(len: usize) -> Result<String, RandomError> {
     let mut buf = vec![0u8; len];
     aws_lc_rs::rand::fill(&mut buf).map_err(|_| RandomError)?;
-    Ok(buf
+    Ok(id_chars(&buf))
+}
+
+/// One character of [`ID_ALPHABET`] per byte of `random`; 256 is a multiple of 32, so `b % 32`
+/// is uniform.
+fn id_chars(random: &[u8]) -> String {
+    random
         .iter()
         // `b % 32` is always a valid index of the 32-byte alphabet.
         .map(|b| {
@@ -35,12 +41,21 @@ fn random_id_chars(len: usize) -> Result<String, RandomError> {
                     .unwrap_or(b'A'),
             )
         })
-        .collect())
+        .collect()
 }
 
 /// A long-term (`AKIA`) or session (`ASIA`) access key id: the prefix and 16 characters.
 pub(crate) fn access_key_id(prefix: &str) -> Result<String, RandomError> {
     Ok(format!("{prefix}{}", random_id_chars(16)?))
+}
+
+/// [`access_key_id`] from 16 random bytes the caller drew (with others it needed, in one call
+/// to the DRBG).
+pub(crate) fn access_key_id_from(prefix: &str, random: &[u8; 16]) -> String {
+    let mut id = String::with_capacity(prefix.len() + 16);
+    id.push_str(prefix);
+    id.push_str(&id_chars(random));
+    id
 }
 
 /// An IAM user id: `AIDA` and 17 characters, 21 in all as AWS's
@@ -137,6 +152,11 @@ mod tests {
     #[test]
     fn shapes_match_aws() {
         let akid = access_key_id("AKIA").unwrap();
+        let drawn = access_key_id_from(
+            "ASIA",
+            &[0, 31, 32, 255, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        );
+        assert_eq!(drawn, "ASIAA7A7BCDEFGHIJKLM");
         assert_eq!(akid.len(), 20);
         assert!(akid.starts_with("AKIA"));
         assert!(akid.bytes().all(|b| ID_ALPHABET.contains(&b)));

@@ -344,7 +344,13 @@ impl KeyRing {
     pub(crate) fn mint(&self, grant: SessionGrant<'_>) -> Result<SessionCredentials, SessionError> {
         let kid = self.current.as_ref().ok_or(SessionError::Mint)?;
         let key = self.keys.get(kid).ok_or(SessionError::Mint)?;
-        let akid = ids::access_key_id("ASIA").map_err(|_| SessionError::Mint)?;
+        // The key id's 16 random bytes and the token's nonce, from one call to the DRBG (each
+        // call costs an AES key schedule and a state update, more than the bytes themselves).
+        let random = ids::random_bytes::<{ 16 + NONCE_LEN }>().map_err(|_| SessionError::Mint)?;
+        let (id_bytes, nonce_bytes) = random.split_at(16);
+        let id_bytes: &[u8; 16] = id_bytes.try_into().map_err(|_| SessionError::Mint)?;
+        let nonce: [u8; NONCE_LEN] = nonce_bytes.try_into().map_err(|_| SessionError::Mint)?;
+        let akid = ids::access_key_id_from("ASIA", id_bytes);
         let exp = grant.now.plus_secs(grant.duration_secs);
         let claims = SessionClaims {
             sub: grant.owner.as_db().to_owned(),
@@ -358,7 +364,6 @@ impl KeyRing {
         };
         // A random nonce per token: a server key seals far fewer than the 2^32 tokens after
         // which random 96-bit nonces would risk repeating.
-        let nonce = ids::random_bytes::<NONCE_LEN>().map_err(|_| SessionError::Mint)?;
         let token = Self::seal(kid, key, &claims, nonce)?;
         Ok(SessionCredentials {
             secret_access_key: Self::derive_secret(key, &akid, exp),
