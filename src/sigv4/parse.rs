@@ -54,13 +54,13 @@ enum DateSource<'d> {
 fn parse_header_form(req: &HttpRequest<'_>, value: &[u8]) -> Result<SignedRequest, SigV4Error> {
     let header = lossy(value);
     let header = header.trim_matches(|c| c == ' ' || c == '\t');
-    let (algorithm, params) = split_at_byte(header, is_blank).unwrap_or((header, ""));
+    let (algorithm, params) = split_at_byte(header, blank).unwrap_or((header, ""));
 
     let (mut credential, mut signature, mut signed_headers) = (None, None, None);
     // AWS splits on spaces as well as commas: `Credential= AKID/…` is reported as
     // `'AKID/…' not a valid key=value pair` (boto/boto3#2280). The last occurrence wins.
-    for part in pieces(params, |b| b == b',' || is_blank(b)) {
-        let Some((key, val)) = split_at_byte(part, |b| b == b'=') else {
+    for part in pieces(params, separator) {
+        let Some((key, val)) = split_at_byte(part, byte(b'=')) else {
             return Err(SigV4Error::MissingEqualSign {
                 part: part.to_owned(),
                 header: header.to_owned(),
@@ -196,21 +196,32 @@ fn parse_expires(value: &[u8]) -> Result<i64, SigV4Error> {
     }
 }
 
-fn is_blank(b: u8) -> bool {
-    b == b' ' || b == b'\t'
+/// Where the first space or tab of `bytes` is.
+fn blank(bytes: &[u8]) -> Option<usize> {
+    memchr::memchr2(b' ', b'\t', bytes)
 }
 
-/// `text` before and after its first byte matching `at`, that byte dropped. The separators
-/// this module splits on are ASCII, so both sides are whole UTF-8. Byte scans rather than
-/// `str` patterns: a pattern of several chars decodes the ~200-byte `Authorization` header
-/// char by char, on every request.
-fn split_at_byte(text: &str, at: impl Fn(u8) -> bool) -> Option<(&str, &str)> {
-    let i = text.bytes().position(at)?;
+/// Where the first `,`, space or tab of `bytes` is: what separates `Authorization`'s parts.
+fn separator(bytes: &[u8]) -> Option<usize> {
+    memchr::memchr3(b',', b' ', b'\t', bytes)
+}
+
+/// Where the first `byte` of `bytes` is.
+fn byte(byte: u8) -> impl Fn(&[u8]) -> Option<usize> + Copy {
+    move |bytes| memchr::memchr(byte, bytes)
+}
+
+/// `text` before and after the first separator `find` finds, that byte dropped. The separators
+/// this module splits on are ASCII, so both sides are whole UTF-8. Byte searches (`memchr`)
+/// rather than `str` patterns: a pattern of several chars decodes the ~200-byte
+/// `Authorization` header char by char, on every request.
+fn split_at_byte(text: &str, find: impl Fn(&[u8]) -> Option<usize>) -> Option<(&str, &str)> {
+    let i = find(text.as_bytes())?;
     Some((text.get(..i)?, text.get(i + 1..)?))
 }
 
 /// The non-empty pieces of `text` between bytes matching `sep`.
-fn pieces(text: &str, sep: impl Fn(u8) -> bool + Copy) -> impl Iterator<Item = &str> {
+fn pieces(text: &str, sep: impl Fn(&[u8]) -> Option<usize> + Copy) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         while let Some(text) = rest {
@@ -250,7 +261,7 @@ fn finish(fields: Fields<'_>) -> Result<SignedRequest, SigV4Error> {
     let mut signed_headers: Vec<String> = Vec::with_capacity(4);
     let mut rest = fields.signed_headers;
     loop {
-        match split_at_byte(rest, |b| b == b';') {
+        match split_at_byte(rest, byte(b';')) {
             Some((name, tail)) => {
                 signed_headers.push(name.to_owned());
                 rest = tail;
@@ -294,12 +305,12 @@ fn parse_credential(credential: &str) -> Result<CredentialScope, SigV4Error> {
     let malformed = || SigV4Error::MalformedCredential {
         credential: credential.to_owned(),
     };
-    let slash = |b| b == b'/';
+    let slash = byte(b'/');
     let (akid, rest) = split_at_byte(credential, slash).ok_or_else(malformed)?;
     let (date, rest) = split_at_byte(rest, slash).ok_or_else(malformed)?;
     let (region, rest) = split_at_byte(rest, slash).ok_or_else(malformed)?;
     let (service, terminator) = split_at_byte(rest, slash).ok_or_else(malformed)?;
-    if terminator.bytes().any(slash) {
+    if slash(terminator.as_bytes()).is_some() {
         return Err(malformed());
     }
     Ok(CredentialScope {
@@ -335,13 +346,13 @@ mod tests {
 
     #[test]
     fn splits_at_ascii_separators_only() {
-        assert_eq!(split_at_byte("a=b=c", |b| b == b'='), Some(("a", "b=c")));
-        assert_eq!(split_at_byte("=", |b| b == b'='), Some(("", "")));
-        assert_eq!(split_at_byte("abc", |b| b == b'='), None);
-        let found: Vec<&str> = pieces(",a, b\t\tc,,é,", |b| b == b',' || is_blank(b)).collect();
+        assert_eq!(split_at_byte("a=b=c", byte(b'=')), Some(("a", "b=c")));
+        assert_eq!(split_at_byte("=", byte(b'=')), Some(("", "")));
+        assert_eq!(split_at_byte("abc", byte(b'=')), None);
+        let found: Vec<&str> = pieces(",a, b\t\tc,,é,", separator).collect();
         assert_eq!(found, ["a", "b", "c", "é"]);
-        assert_eq!(pieces("", |b| b == b',').count(), 0);
-        assert_eq!(pieces(",,,", |b| b == b',').count(), 0);
+        assert_eq!(pieces("", byte(b',')).count(), 0);
+        assert_eq!(pieces(",,,", byte(b',')).count(), 0);
     }
 
     #[test]
