@@ -31,6 +31,10 @@ impl Params {
     /// Malformed escapes or non-UTF-8 text are refused, and so is a name already given (in this
     /// string or an earlier one).
     pub(crate) fn extend_from_form(&mut self, form: &[u8]) -> Result<(), ApiError> {
+        // Most requests have one of the two (query string or body) empty.
+        if form.is_empty() {
+            return Ok(());
+        }
         // The usual form (SDKs escape little in an STS call) has nothing to decode: then it is
         // copied once, whole, and its names and values are ranges of that copy. A `+` or `%`
         // anywhere sends every piece through the decoder instead. (A fold without early exit:
@@ -47,19 +51,20 @@ impl Params {
             }
             _ => None,
         };
-        // One pass: each `&` (or the end) closes a part, whose first `=` splits it.
+        // Each `&` (or the end) closes a part, whose first `=` splits it.
         let mut start = 0;
-        let mut eq = None;
-        for (i, &b) in form.iter().chain([&b'&']).enumerate() {
-            if b == b'=' && eq.is_none() {
-                eq = Some(i);
-            } else if b == b'&' {
-                if i > start {
-                    self.push_pair(form, copied, start, eq, i)?;
-                }
-                start = i + 1;
-                eq = None;
+        while start <= form.len() {
+            let rest = form.get(start..).unwrap_or_default();
+            let end = rest
+                .iter()
+                .position(|&b| b == b'&')
+                .map_or(form.len(), |n| start + n);
+            let part = form.get(start..end).unwrap_or_default();
+            if !part.is_empty() {
+                let eq = part.iter().position(|&b| b == b'=').map(|n| start + n);
+                self.push_pair(form, copied, start, eq, end)?;
             }
+            start = end + 1;
         }
         Ok(())
     }

@@ -252,9 +252,22 @@ pub(crate) struct LeafBody<const N: usize> {
     action: &'static str,
     namespace: &'static str,
     names: [&'static str; N],
-    /// The text before each leaf's value, then before the request id, then the end; `None`
-    /// if the rendered body was not cut where expected (then each answer is rendered whole).
-    literals: Option<Vec<Box<str>>>,
+    /// `None` if the rendered body was not cut where expected (then each answer is rendered
+    /// whole).
+    literals: Option<Literals<N>>,
+}
+
+/// The constant text of a [`LeafBody`].
+#[derive(Debug)]
+struct Literals<const N: usize> {
+    /// The text before each leaf's value.
+    before: [Box<str>; N],
+    /// The text before the request id.
+    before_id: Box<str>,
+    /// The rest.
+    end: Box<str>,
+    /// The length of all of them.
+    len: usize,
 }
 
 impl<const N: usize> LeafBody<N> {
@@ -274,23 +287,30 @@ impl<const N: usize> LeafBody<N> {
                 }
             }),
         );
-        let mut literals = Vec::with_capacity(N + 2);
         let mut rest = whole.as_str();
         let mut cut = |name: &str| {
             let empty = format!("<{name}></{name}>");
             let at = rest.find(&empty)? + name.len() + 2;
             let (before, after) = rest.split_at_checked(at)?;
-            literals.push(Box::from(before));
             rest = after;
-            Some(())
+            Some(Box::<str>::from(before))
         };
-        let found = names.iter().all(|name| cut(name).is_some()) && cut("RequestId").is_some();
-        literals.push(Box::from(rest));
+        let before: Option<Vec<Box<str>>> = names.iter().map(|name| cut(name)).collect();
+        let before_id = cut("RequestId");
+        let literals = before
+            .and_then(|before| <[Box<str>; N]>::try_from(before).ok())
+            .zip(before_id)
+            .map(|(before, before_id)| Literals {
+                len: whole.len(),
+                before,
+                before_id,
+                end: Box::from(rest),
+            });
         Self {
             action,
             namespace,
             names,
-            literals: found.then_some(literals),
+            literals,
         }
     }
 
@@ -308,19 +328,20 @@ impl<const N: usize> LeafBody<N> {
                 }),
             );
         };
-        let texts = values.into_iter().chain([request_id]);
         // Exact when nothing needs escaping, the usual case: `Bytes::from` then takes the
         // string as it is, without a second allocation.
-        let len = literals.iter().map(|l| l.len()).sum::<usize>()
-            + texts.clone().map(str::len).sum::<usize>();
+        let mut len = literals.len + request_id.len();
+        for value in values {
+            len += value.len();
+        }
         let mut out = String::with_capacity(len);
-        for (literal, text) in literals.iter().zip(texts) {
+        for (literal, value) in literals.before.iter().zip(values) {
             out.push_str(literal);
-            push_escaped(&mut out, text, false);
+            push_escaped(&mut out, value, false);
         }
-        if let Some(last) = literals.last() {
-            out.push_str(last);
-        }
+        out.push_str(&literals.before_id);
+        push_escaped(&mut out, request_id, false);
+        out.push_str(&literals.end);
         out
     }
 }
@@ -408,11 +429,9 @@ mod tests {
             "https://sts.amazonaws.com/doc/2011-06-15/",
             ["Arn", "UserId", "Account"],
         );
-        assert_eq!(body.literals.as_ref().map(Vec::len), Some(5));
-        let mut whole = body.literals.clone();
-        whole.take();
+        assert!(body.literals.is_some());
         let fallback = LeafBody {
-            literals: whole,
+            literals: None,
             ..LeafBody::new("GetCallerIdentity", body.namespace, body.names)
         };
         for (values, rid) in [
