@@ -321,20 +321,36 @@ fn insert_request_headers(h: &mut http::HeaderMap, request_id: &str, service: Se
     const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-amzn-requestid");
     const EXTENDED_ID: header::HeaderName =
         header::HeaderName::from_static("x-amz-sts-extended-request-id");
-    const EXTENDED_PREFIX: &str = "1:sts-broker:S:";
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    // Checked when the program is built, not on every reply.
+    const TEXT_XML: HeaderValue = HeaderValue::from_static("text/xml");
+    h.insert(header::CONTENT_TYPE, TEXT_XML);
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert(REQUEST_ID, v);
-        if service == Service::Sts {
-            let mut plain = String::with_capacity(EXTENDED_PREFIX.len() + request_id.len());
-            plain.push_str(EXTENDED_PREFIX);
-            plain.push_str(request_id);
-            let extended = base64::engine::general_purpose::STANDARD.encode(plain);
-            if let Ok(x) = HeaderValue::from_str(&extended) {
-                h.insert(EXTENDED_ID, x);
-            }
+        if service == Service::Sts
+            && let Some(x) = extended_request_id(request_id)
+        {
+            h.insert(EXTENDED_ID, x);
         }
     }
+}
+
+/// The extended request id: `1:sts-broker:S:` and the request id, in base64.
+fn extended_request_id(request_id: &str) -> Option<HeaderValue> {
+    const PREFIX: &str = "1:sts-broker:S:";
+    // The prefix is 15 bytes, five whole 3-byte groups of base64, so the encoding of the prefix
+    // and the id is the encoding of the prefix (this, checked by a test) then that of the id.
+    const PREFIX_BASE64: &[u8] = b"MTpzdHMtYnJva2VyOlM6";
+    let engine = &base64::engine::general_purpose::STANDARD;
+    // Room for any id the broker makes (a UUID's 36 characters are 48 in base64).
+    let mut buf = [0u8; 128];
+    let (prefix, rest) = buf.split_at_mut(PREFIX_BASE64.len());
+    prefix.copy_from_slice(PREFIX_BASE64);
+    let value = match engine.encode_slice(request_id, rest) {
+        Ok(n) => HeaderValue::from_bytes(buf.get(..PREFIX_BASE64.len() + n)?),
+        // An id too long for the buffer: encode it the long way.
+        Err(_) => HeaderValue::from_str(&engine.encode(format!("{PREFIX}{request_id}"))),
+    };
+    value.ok()
 }
 
 fn redirect(location: &str, request_id: &str) -> Response<Full<Bytes>> {
@@ -348,4 +364,55 @@ fn redirect(location: &str, request_id: &str) -> Response<Full<Bytes>> {
     // (`docs/sts-wire-contract.md#front-door`).
     insert_request_headers(h, request_id, Service::Sts);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The headers every reply carries, as a plain rendering of the contract builds them
+    /// (`docs/sts-wire-contract.md#response-headers`).
+    fn expected(request_id: &str, service: Service) -> Vec<(String, Vec<u8>)> {
+        let mut want = vec![
+            ("content-type".to_owned(), b"text/xml".to_vec()),
+            (
+                "x-amzn-requestid".to_owned(),
+                request_id.as_bytes().to_vec(),
+            ),
+        ];
+        if service == Service::Sts {
+            let plain = format!("1:sts-broker:S:{request_id}");
+            let extended = base64::engine::general_purpose::STANDARD.encode(plain);
+            want.push((
+                "x-amz-sts-extended-request-id".to_owned(),
+                extended.into_bytes(),
+            ));
+        }
+        want
+    }
+
+    fn inserted(request_id: &str, service: Service) -> Vec<(String, Vec<u8>)> {
+        let mut h = http::HeaderMap::new();
+        insert_request_headers(&mut h, request_id, service);
+        h.iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    /// In order, byte for byte, for ids of every length the buffer takes and longer.
+    #[test]
+    fn request_headers_are_the_contract_ones() {
+        let uuid = "0b7e3c0a-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+        let ids = (0..130).map(|n| "x".repeat(n)).chain([uuid.to_owned()]);
+        for id in ids {
+            for service in [Service::Sts, Service::Iam] {
+                assert_eq!(inserted(&id, service), expected(&id, service), "{id:?}");
+            }
+        }
+        // An id that is no header value gets neither id header, as before.
+        assert_eq!(
+            inserted("a\nb", Service::Sts),
+            vec![("content-type".to_owned(), b"text/xml".to_vec())]
+        );
+    }
 }
