@@ -17,6 +17,7 @@ mod api;
 mod audit;
 mod clock;
 mod config;
+mod ct;
 mod gate;
 mod ids;
 mod mfa;

@@ -1,6 +1,6 @@
 //! Key derivation and the signature check itself.
 //!
-//! The comparison is constant-time (`subtle`). The payload hash is the one of the body received
+//! The comparison is constant-time (`crate::ct`). The payload hash is the one of the body received
 //! or, for a caller that streams the body, the SHA-256 it was given and checks the body against
 //! itself; an `x-amz-content-sha256` header is accepted only when it states that same hash, so
 //! `UNSIGNED-PAYLOAD` can never leave a body (an STS form's Action, TokenCode…)
@@ -10,7 +10,6 @@ use std::fmt;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::{HttpRequest, Payload, SigV4Error, SignedRequest, TERMINATOR, canonical};
 
@@ -80,7 +79,7 @@ pub(crate) fn derive_signing_key(
     }
 }
 
-/// Rebuild canonical request + string to sign, compare in constant time (subtle). Also: every
+/// Rebuild canonical request + string to sign, compare in constant time (`crate::ct`). Also: every
 /// name in SignedHeaders must be present; `host` must be signed; if `x-amz-content-sha256` is
 /// present it must equal hex(sha256(body)) (reject UNSIGNED-PAYLOAD etc.).
 ///
@@ -119,7 +118,7 @@ pub(crate) fn verify_signature(
     let mut mac = key.mac.clone();
     mac.update(&string_to_sign);
     let expected: [u8; 32] = mac.finalize().into_bytes().into();
-    if bool::from(expected.ct_eq(&signed.signature)) {
+    if crate::ct::same_bytes(&expected, &signed.signature) {
         Ok(())
     } else {
         Err(SigV4Error::SignatureMismatch)
