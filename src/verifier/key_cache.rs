@@ -2,9 +2,9 @@
 //! four-HMAC derivation its key, day, region and service already had (the AWS SDKs cache it the
 //! same way: it changes once a day per key).
 //!
-//! An entry is found by access key id and used only when it was derived from the very same
-//! credential object the verifier holds now (the index's `AccessKey`, or the session the key
-//! ring opened) and for the same date, region and service. Those objects are immutable behind
+//! An entry is found by the address of the credential object it was derived from (the index's
+//! `AccessKey`, or the session the key ring opened), and used only for the same date, region
+//! and service. Those objects are immutable behind
 //! their `Arc`: a key whose secret, state or owner changes is a new object. The entry keeps a
 //! `Weak` reference to its object, which keeps its address from being reused while the entry
 //! lives but not the object itself (a deleted key's secret is dropped, and zeroed, as before);
@@ -31,15 +31,30 @@ const CAPACITY: usize = 32_768;
 struct Entry {
     /// The credential object whose secret it was derived from.
     origin: Weak<dyn Any + Send + Sync>,
-    date: Box<str>,
-    region: Box<str>,
-    service: Box<str>,
+    /// The scope's date, region and service, each followed by `/` (none of them holds one: the
+    /// credential scope is split on it): one allocation to compare rather than three.
+    scope: Box<str>,
     key: SigningKey,
 }
 
-/// Signing keys by access key id.
+/// Whether `stored` is `date/region/service/`.
+fn is_scope(stored: &str, date: &str, region: &str, service: &str) -> bool {
+    let mut rest = stored;
+    for part in [date, region, service] {
+        match rest.strip_prefix(part).and_then(|r| r.strip_prefix('/')) {
+            Some(after) => rest = after,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// Signing keys by the address of the credential object they were derived from. An entry's
+/// `Weak` keeps that address from being reused while the entry lives, so the address alone
+/// names the object; and finding an entry costs no key string to compare, which at a
+/// thousand callers is a cache miss more per request.
 pub(crate) struct SigningKeyCache {
-    entries: DashMap<Box<str>, Entry>,
+    entries: DashMap<usize, Entry>,
     /// Entries inserted since the map was last cleared (an upper bound on its length).
     inserted: AtomicUsize,
 }
@@ -62,22 +77,20 @@ impl SigningKeyCache {
     }
 
     /// The signing key of `secret`, which belongs to `origin`, for `date`, `region` and
-    /// `service`: derived unless the last one derived for `access_key_id` was from `origin`
-    /// itself and for the same scope.
+    /// `service`: derived unless the last one derived from `origin` itself was for the same
+    /// scope.
     pub(crate) fn signing_key<T: Any + Send + Sync>(
         &self,
-        access_key_id: &str,
         origin: &Arc<T>,
         secret: &[u8],
         date: &str,
         region: &str,
         service: &str,
     ) -> SigningKey {
-        if let Some(entry) = self.entries.get(access_key_id)
+        let address = Arc::as_ptr(origin).addr();
+        if let Some(entry) = self.entries.get(&address)
             && std::ptr::addr_eq(entry.origin.as_ptr(), Arc::as_ptr(origin))
-            && *entry.date == *date
-            && *entry.region == *region
-            && *entry.service == *service
+            && is_scope(&entry.scope, date, region, service)
         {
             return entry.key.clone();
         }
@@ -89,12 +102,10 @@ impl SigningKeyCache {
         let origin: Weak<T> = Arc::downgrade(origin);
         let origin: Weak<dyn Any + Send + Sync> = origin;
         self.entries.insert(
-            access_key_id.into(),
+            address,
             Entry {
                 origin,
-                date: date.into(),
-                region: region.into(),
-                service: service.into(),
+                scope: [date, "/", region, "/", service, "/"].concat().into(),
                 key: key.clone(),
             },
         );
@@ -118,9 +129,8 @@ mod tests {
     fn a_cached_key_is_the_derived_key_of_the_same_object_and_scope() {
         let cache = SigningKeyCache::new();
         let key = Arc::new(String::from("secret"));
-        let get = |origin: &Arc<String>, d, r, v| {
-            cache.signing_key("AKIA1", origin, origin.as_bytes(), d, r, v)
-        };
+        let get =
+            |origin: &Arc<String>, d, r, v| cache.signing_key(origin, origin.as_bytes(), d, r, v);
         let first = get(&key, "20260101", "us-east-1", "sts");
         assert!(same(
             &first,
@@ -151,14 +161,7 @@ mod tests {
         let cache = SigningKeyCache::new();
         for i in 0..1_000 {
             let secret = Arc::new(format!("secret-{i}"));
-            let got = cache.signing_key(
-                "AKIA1",
-                &secret,
-                secret.as_bytes(),
-                "20260101",
-                "us-east-1",
-                "sts",
-            );
+            let got = cache.signing_key(&secret, secret.as_bytes(), "20260101", "us-east-1", "sts");
             let want = fresh(secret.as_bytes(), "20260101", "us-east-1", "sts");
             assert!(same(&got, &want), "{i}");
             assert_eq!(Arc::strong_count(&secret), 1);
@@ -166,18 +169,34 @@ mod tests {
     }
 
     #[test]
+    fn a_scope_matches_only_itself() {
+        assert!(is_scope(
+            "20260101/us-east-1/sts/",
+            "20260101",
+            "us-east-1",
+            "sts"
+        ));
+        assert!(is_scope("20260101//sts/", "20260101", "", "sts"));
+        for (date, region, service) in [
+            ("20260101", "us-east-1", "st"),
+            ("20260101", "us-east-", "sts"),
+            ("2026010", "us-east-1", "sts"),
+            ("20260101", "us-east-1/sts", ""),
+            ("20260101", "us-east-1", "sts/"),
+        ] {
+            assert!(
+                !is_scope("20260101/us-east-1/sts/", date, region, service),
+                "{date} {region} {service}"
+            );
+        }
+    }
+
+    #[test]
     fn it_stays_bounded() {
         let cache = SigningKeyCache::new();
-        let key = Arc::new(String::from("s"));
-        for i in 0..CAPACITY + 10 {
-            cache.signing_key(
-                &format!("AKIA{i}"),
-                &key,
-                b"s",
-                "20260101",
-                "us-east-1",
-                "sts",
-            );
+        for _ in 0..CAPACITY + 10 {
+            let key = Arc::new(String::from("s"));
+            cache.signing_key(&key, b"s", "20260101", "us-east-1", "sts");
         }
         assert!(cache.entries.len() <= CAPACITY);
         assert!(format!("{cache:?}").starts_with("SigningKeyCache"));

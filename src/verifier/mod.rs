@@ -453,14 +453,8 @@ impl Verifier {
         secret: &[u8],
     ) -> sigv4::SigningKey {
         let scope = &signed.scope;
-        self.signing_keys.signing_key(
-            &scope.access_key_id,
-            origin,
-            secret,
-            &scope.date,
-            &scope.region,
-            &scope.service,
-        )
+        self.signing_keys
+            .signing_key(origin, secret, &scope.date, &scope.region, &scope.service)
     }
 
     fn principal(&self, owner: &crate::model::Owner) -> Option<Principal> {
