@@ -459,9 +459,13 @@ fn obtain_sessions(
             // The first step later than anything sent, valid now and in ten seconds.
             let low = (totp::step_at(now as i64 + 10) - w).max(spent.get(i) + 1);
             let high = totp::step_at(now as i64) + w;
-            if low > high {
+            // A step whose digits repeat an earlier step's would be a replay (see
+            // `plan::repeats_earlier_code`).
+            let Some(low) = (low..=high).find(|&step| {
+                !plan::repeats_earlier_code(&u.seed, step, totp::code(&u.seed, step), w)
+            }) else {
                 continue;
-            }
+            };
             spent.mark(i, low);
             spent.save()?;
             let signed = Signer {
