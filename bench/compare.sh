@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The sts-broker benchmark (BENCHMARKS.md): the same generator and settings, in one run, against
-# the release broker, the hyper floor (bench/src/bin/sts-bench-floor.rs) and moto_server, rounds
-# rotated; wrk against the floor shows the generator is not the bottleneck. Prints one line per
+# the release broker, the hyper floor (bench/src/bin/sts-bench-floor.rs), moto_server and
+# `sts-broker gate` in front of the floor, rounds rotated; wrk against the floor shows the
+# generator is not the bottleneck. Prints one line per
 # window, the per-round ratios and their medians; the last line is one JSON object.
 #
 # Settings (environment):
@@ -12,7 +13,9 @@
 #   BENCH_CONCURRENCY     connection counts (default "16 64")
 #   BENCH_THREADS         generator threads, like wrk -t (default 2)
 #   BENCH_WORKLOADS       default "gst-mfa gst gci-key gci-session"
-#   BENCH_TARGETS         default "broker floor moto" ("broker floor" without moto)
+#   BENCH_TARGETS         default "broker floor moto gate" (tiny: "broker floor gate"); gate is
+#                         `sts-broker gate --require-mfa` on the broker's data dir with the floor
+#                         as its upstream, driven with MFA sessions signed for execute-api
 #   BENCH_WRK             1 to run wrk against the floor each round (default 1; 0 in tiny mode)
 #   BENCH_DIR             work directory (default target/bench)
 #   BENCH_FRESH=1         provision anew even if BENCH_DIR holds a store of BENCH_USERS users
@@ -28,13 +31,13 @@ if [[ $TINY == 1 ]]; then
     USERS=${BENCH_USERS:-300}
     DURATION=${BENCH_DURATION:-1}
     ROUNDS=${BENCH_ROUNDS:-1}
-    TARGETS=${BENCH_TARGETS:-"broker floor"}
+    TARGETS=${BENCH_TARGETS:-"broker floor gate"}
     WRK=${BENCH_WRK:-0}
 else
     USERS=${BENCH_USERS:-100000}
     DURATION=${BENCH_DURATION:-8}
     ROUNDS=${BENCH_ROUNDS:-3}
-    TARGETS=${BENCH_TARGETS:-"broker floor moto"}
+    TARGETS=${BENCH_TARGETS:-"broker floor moto gate"}
     WRK=${BENCH_WRK:-1}
 fi
 CONCURRENCY=${BENCH_CONCURRENCY:-"16 64"}
@@ -152,7 +155,7 @@ TOKEN_LEN=$("$GEN" sessions --url "$BROKER_URL" --creds "$CREDS" --count 64 --ou
     python3 -c "import json,sys; print(json.load(sys.stdin)['token_len'])")
 
 FLOOR_URL="" FLOOR_PID=""
-if has_target floor; then
+if has_target floor || has_target gate; then
     "$FLOOR" --listen 127.0.0.1:0 >"$RUN/floor.log" 2>&1 &
     FLOOR_PID=$!
     PIDS+=("$FLOOR_PID")
@@ -171,6 +174,18 @@ if has_target moto; then
     log "moto_server $MOTO_URL (pid $MOTO_PID)"
 fi
 
+# The gate: the broker's data dir followed read-only, MFA required, the floor behind it. Its
+# audit log (refusals only) goes beside the run's other logs.
+GATE_URL="" GATE_PID=""
+if has_target gate; then
+    STS_BROKER_AUDIT_LOG="$RUN/gate-audit.log" "$BROKER" gate --listen 127.0.0.1:0 \
+        --data-dir "$DATA" --upstream "$FLOOR_URL" --require-mfa >"$RUN/gate.log" 2>&1 &
+    GATE_PID=$!
+    PIDS+=("$GATE_PID")
+    GATE_URL=$(url_from_log "$RUN/gate.log" "sts-broker gate listening on" "$GATE_PID")
+    log "gate $GATE_URL (pid $GATE_PID) in front of the floor"
+fi
+
 if [[ $WRK == 1 && -n $FLOOR_URL ]]; then
     "$GEN" wrk-script --url "$FLOOR_URL" --creds "$CREDS" --workload gst-mfa --out "$RUN/floor.lua"
 fi
@@ -182,6 +197,7 @@ window() {
         broker) url=$BROKER_URL pid=$BROKER_PID extra=(--sessions "$SESSIONS") ;;
         floor) url=$FLOOR_URL pid=$FLOOR_PID extra=(--unchecked) ;;
         moto) url=$MOTO_URL pid=$MOTO_PID extra=(--unchecked --token-len "$TOKEN_LEN") ;;
+        gate) url=$GATE_URL pid=$GATE_PID extra=(--sessions "$SESSIONS" --service execute-api) ;;
     esac
     "$GEN" run --url "$url" --creds "$CREDS" --workload "$workload" -c "$conc" -t "$THREADS" \
         -d "$DURATION" --server-pid "$pid" --label "$target" --max-requests "$MAX_REQUESTS" --min-requests "$MIN_REQUESTS" \
@@ -221,6 +237,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 # The floor answers the same bytes whatever the request: one workload suffices.
                 window "$round" floor gst-mfa "$conc"
                 [[ $WRK == 1 ]] && wrk_window "$round" "$conc"
+            elif [[ $target == gate ]]; then
+                # What the gate admits: requests signed with MFA session credentials.
+                window "$round" gate gci-session "$conc"
             else
                 for workload in "${WORKLOAD_LIST[@]}"; do
                     window "$round" "$target" "$workload" "$conc"
@@ -278,6 +297,20 @@ for w in workloads:
         summary[f"{key}_p99_ms_c{c}"] = med(p99)
         summary[f"{key}_rps_c{c}"] = med([pick("sts-bench", "broker", w, c, rnd)["rps"] for rnd in rounds if pick("sts-bench", "broker", w, c, rnd)])
 for c in concs:
+    gate_vs_floor, gate_p99, gate_rps = [], [], []
+    for rnd in rounds:
+        g = pick("sts-bench", "gate", "gci-session", c, rnd)
+        f = pick("sts-bench", "floor", "gst-mfa", c, rnd)
+        if g:
+            gate_p99.append(g["p99_ms"])
+            gate_rps.append(g["rps"])
+            gate_vs_floor.append(g["rps"] / f["rps"] if f and f["rps"] else None)
+    if gate_rps:
+        print(f"  gate (gci-session through the gate to the floor) c{c} vs floor: {' '.join('-' if x is None else f'{x:.3f}' for x in gate_vs_floor)}  median {med(gate_vs_floor)}")
+        summary[f"gate_vs_floor_c{c}"] = med(gate_vs_floor)
+        summary[f"gate_p99_ms_c{c}"] = med(gate_p99)
+        summary[f"gate_rps_c{c}"] = med(gate_rps)
+for c in concs:
     fl = [pick("sts-bench", "floor", "gst-mfa", c, rnd) for rnd in rounds]
     wr = [pick("wrk", "floor", "gst-mfa", c, rnd) for rnd in rounds]
     summary[f"floor_rps_c{c}"] = med([f["rps"] for f in fl if f])
@@ -286,11 +319,11 @@ for c in concs:
     summary[f"gen_vs_wrk_floor_c{c}"] = med(gen_vs_wrk)
     if any(x is not None for x in gen_vs_wrk):
         print(f"  generator / wrk on the floor c{c}: {' '.join('-' if x is None else f'{x:.3f}' for x in gen_vs_wrk)}  median {med(gen_vs_wrk)}")
-errors = sum(r["errors"] for r in rows if r["label"] in ("broker", "floor"))
+errors = sum(r["errors"] for r in rows if r["label"] in ("broker", "floor", "gate"))
 moto_errors = sum(r["errors"] for r in rows if r["label"] == "moto")
 if errors:
     print()
-    print(f"ERRORS: {errors} failed requests against the broker or the floor")
+    print(f"ERRORS: {errors} failed requests against the broker, the floor or the gate")
     for r in rows:
         if r["errors"] and r.get("first_error"):
             print(f"  {r['label']} {r['workload']} c{r['concurrency']} round {r['round']}: {r['first_error'][:300]}")
