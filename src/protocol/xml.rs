@@ -53,37 +53,12 @@ fn escape_with(text: &str, attribute: bool) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// Which bytes may be copied into an element body as they are: printable ASCII but the five
-/// entities' characters, and tab and line feed.
-const PLAIN_IN_ELEMENT: [bool; 256] = plain_bytes(false);
-/// [`PLAIN_IN_ELEMENT`] for an attribute value, where a tab or a line feed needs a reference.
-const PLAIN_IN_ATTRIBUTE: [bool; 256] = plain_bytes(true);
-
-// Only ever evaluated at compile time, where an index out of range fails the build; and every
-// index here is a `u8`, below the table's 256.
-#[allow(clippy::indexing_slicing)]
-const fn plain_bytes(attribute: bool) -> [bool; 256] {
-    let mut table = [false; 256];
-    let mut b = b' ';
-    while b <= b'~' {
-        table[b as usize] = !matches!(b, b'<' | b'>' | b'&' | b'"' | b'\'');
-        b += 1;
-    }
-    table[b'\t' as usize] = !attribute;
-    table[b'\n' as usize] = !attribute;
-    table
-}
-
 /// Whether every byte of `text` needs no escaping in an element body (or, with `attribute`, in
-/// an attribute value): the common case (ids, ARNs, tokens, dates), checked without decoding
-/// chars, sixteen bytes at a time where there are sixteen (the compiler turns each block into a
-/// few vector instructions) and through a table for the rest.
+/// an attribute value; there a tab or line feed would need one): the common case (ids, ARNs,
+/// tokens, dates), checked without decoding chars, sixteen bytes at a time where there are
+/// sixteen (the compiler turns each block into a few vector instructions).
 fn needs_no_escape(text: &str, attribute: bool) -> bool {
-    let table = if attribute {
-        &PLAIN_IN_ATTRIBUTE
-    } else {
-        &PLAIN_IN_ELEMENT
-    };
+    // Printable ASCII but the five entities' characters; tab and line feed in an element.
     let plain = |b: u8| {
         ((b.wrapping_sub(b' ') <= b'~' - b' ')
             & (b != b'<')
@@ -93,19 +68,14 @@ fn needs_no_escape(text: &str, attribute: bool) -> bool {
             & (b != b'\''))
             | (!attribute & ((b == b'\t') | (b == b'\n')))
     };
+    let all_plain = |bytes: &[u8]| bytes.iter().fold(true, |p, &b| p & plain(b));
     let bytes = text.as_bytes();
     let (blocks, tail) = bytes.as_chunks::<16>();
-    let tail_plain = match bytes.last_chunk::<16>() {
-        // The last sixteen bytes, some of them checked twice, rather than one at a time.
-        Some(last) => last.iter().fold(true, |p, &b| p & plain(b)),
-        None => tail.iter().fold(true, |p, &b| {
-            p & table.get(usize::from(b)).copied().unwrap_or(false)
-        }),
-    };
-    tail_plain
-        && blocks
-            .iter()
-            .all(|block| block.iter().fold(true, |p, &b| p & plain(b)))
+    // With sixteen bytes or more, the tail is checked as the last sixteen (some bytes twice).
+    let tail = bytes
+        .last_chunk::<16>()
+        .map_or(tail, |last| last.as_slice());
+    all_plain(tail) && blocks.iter().all(|block| all_plain(block))
 }
 
 /// Appends `text` escaped for an element body or, with `attribute`, an attribute value.
@@ -374,10 +344,10 @@ mod tests {
         }
     }
 
-    /// The table against the char-by-char escape, for every ASCII character and a few others,
-    /// alone and between plain text.
+    /// The byte check against the char-by-char escape, for every ASCII character and a few
+    /// others, alone and between plain text.
     #[test]
-    fn the_byte_table_agrees_with_the_char_escape() {
+    fn the_byte_check_agrees_with_the_char_escape() {
         let chars = (0..=0x7f_u32).filter_map(char::from_u32).chain([
             '\u{80}',
             'é',
@@ -397,7 +367,7 @@ mod tests {
                     let mut out = String::new();
                     push_escaped(&mut out, &text, attribute);
                     assert_eq!(out, escape_with(&text, attribute), "{text:?} {attribute}");
-                    // The table may send a text to the slow path for nothing (DEL), never
+                    // The check may send a text to the slow path for nothing (DEL), never
                     // skip one that needs escaping.
                     let fast = needs_no_escape(&text, attribute);
                     assert!(!fast || out == text, "{text:?} {attribute}");
