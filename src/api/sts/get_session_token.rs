@@ -357,15 +357,7 @@ fn event<'a>(
     serial: Option<&'a str>,
     reason: Option<&'a str>,
 ) -> AuditEvent<'a> {
-    let who = Who {
-        now: ctx.now,
-        request_id: ctx.request_id,
-        account: ctx.account(),
-        arn: &ctx.caller.arn,
-        access_key_id: &ctx.caller.access_key_id,
-        source_ip: ctx.source_ip,
-    };
-    who.event(outcome, serial, reason)
+    Who::of(ctx).event(outcome, serial, reason)
 }
 
 /// Who a GetSessionToken line is about.
@@ -392,6 +384,30 @@ impl Who<String> {
 }
 
 impl<'a> Who<&'a str> {
+    /// The caller of `ctx`.
+    fn of(ctx: &'a RequestCtx<'_>) -> Self {
+        Who {
+            now: ctx.now,
+            request_id: ctx.request_id,
+            account: ctx.account(),
+            arn: &ctx.caller.arn,
+            access_key_id: &ctx.caller.access_key_id,
+            source_ip: ctx.source_ip,
+        }
+    }
+
+    /// A copy that borrows nothing, for a line built later.
+    fn owned(&self) -> Who<String> {
+        Who {
+            now: self.now,
+            request_id: self.request_id.to_owned(),
+            account: self.account.to_owned(),
+            arn: self.arn.to_owned(),
+            access_key_id: self.access_key_id.to_owned(),
+            source_ip: self.source_ip,
+        }
+    }
+
     fn event(
         self,
         outcome: Outcome,
@@ -421,14 +437,7 @@ fn unrecorded(
     serial: Option<&str>,
     mfa_verified: bool,
 ) -> impl FnOnce() -> String + Send + 'static {
-    let who = Who {
-        now: ctx.now,
-        request_id: ctx.request_id.to_owned(),
-        account: ctx.account().to_owned(),
-        arn: ctx.caller.arn.clone(),
-        access_key_id: ctx.caller.access_key_id.clone(),
-        source_ip: ctx.source_ip,
-    };
+    let who = Who::of(ctx).owned();
     let serial = serial.map(str::to_owned);
     move || {
         let mut e = who.borrowed().event(
