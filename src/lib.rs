@@ -185,25 +185,22 @@ impl BrokerBuilder {
             .cloned()
             .ok_or_else(|| StoreError::Corrupt("the index was not loaded".into()))?;
         let keys = Arc::new(KeyRing::new(store.server_keys())?);
-        let mut embedded = None;
-        let limiter: Arc<dyn AttemptLimiter> = match (self.limiter, &redis, store.sqlite()) {
+        let store_limiter = match (&self.limiter, &redis, store.sqlite()) {
+            (None, None, Some(sqlite)) => Some(Arc::new(StoreLimiter::new(sqlite.clone(), policy))),
+            _ => None,
+        };
+        let limiter: Arc<dyn AttemptLimiter> = match (self.limiter, &redis, &store_limiter) {
             (Some(limiter), _, _) => limiter,
             (None, Some(redis), _) => redis.clone(),
-            (None, None, Some(sqlite)) => {
-                let limiter = Arc::new(StoreLimiter::new(sqlite.clone(), policy));
-                embedded = Some(Arc::clone(&limiter));
-                limiter
-            }
+            (None, None, Some(limiter)) => limiter.clone(),
             (None, None, None) => {
                 return Err(StoreError::Corrupt("no MFA lock-out for this store".into()).into());
             }
         };
+        // An injected replay guard is consulted on every code: no shortcut past it.
+        let embedded = store_limiter.filter(|_| self.replay.is_none());
         let replay: Arc<dyn ReplayGuard> = match (self.replay, &redis) {
-            (Some(replay), _) => {
-                // An injected guard is consulted on every code: no shortcut past it.
-                embedded = None;
-                replay
-            }
+            (Some(replay), _) => replay,
             (None, Some(redis)) => redis.clone(),
             (None, None) => Arc::new(InMemoryReplayGuard::new()),
         };
