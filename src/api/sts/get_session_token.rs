@@ -255,11 +255,7 @@ async fn with_mfa_in_one_write(
     serial: &str,
     candidates: Vec<TotpStep>,
 ) -> Result<String, ApiError> {
-    let mfa = MfaContext {
-        serial: serial.to_owned(),
-        auth_time: ctx.now,
-    };
-    let creds = mint(ctx, duration, Some(mfa))
+    let creds = mint(ctx, duration, Some(verified_now(ctx, serial)))
         .map_err(|e| refuse(ctx, Some(serial), "internal_failure", e))?;
     let required = success_line(ctx, serial, &creds);
     match limiter
@@ -302,11 +298,7 @@ async fn issue(
     serial: &str,
     step: TotpStep,
 ) -> Result<SessionCredentials, Unjudged> {
-    let mfa = MfaContext {
-        serial: serial.to_owned(),
-        auth_time: ctx.now,
-    };
-    let creds = mint(ctx, duration, Some(mfa)).map_err(Unjudged::Mint)?;
+    let creds = mint(ctx, duration, Some(verified_now(ctx, serial))).map_err(Unjudged::Mint)?;
     let required = success_line(ctx, serial, &creds);
     match ctx
         .api
@@ -328,6 +320,14 @@ enum Unjudged {
     Mint(ApiError),
     /// The store could not record the step or its audit line.
     Store(StoreError),
+}
+
+/// The MFA context of credentials minted for a code of `serial` verified by this request.
+fn verified_now(ctx: &RequestCtx<'_>, serial: &str) -> MfaContext {
+    MfaContext {
+        serial: serial.to_owned(),
+        auth_time: ctx.now,
+    }
 }
 
 fn mint(
